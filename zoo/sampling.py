@@ -1,0 +1,68 @@
+"""What every sampler returns, and how images are written with their generation parameters.
+
+Samplers of both tasks return a :class:`SampleResult`. :func:`save_image` writes a PNG whose text chunks carry the
+parameters (method, model ref and resolved commit, seed, steps, NFE, ...) under the key ``distill_zoo`` as JSON, plus
+a human-readable ``parameters`` chunk.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+PNG_METADATA_KEY = "distill_zoo"
+
+ProgressCallback = Callable[[int, int], None]
+"""``progress(done, total)``: called by samplers and trainers after each unit of work."""
+
+
+@dataclass
+class SampleResult:
+    """Images produced by a sampler.
+
+    Attributes:
+        images: PIL images (RGB).
+        nfe: number of network (UNet or SR network) evaluations per image.
+        metadata: generation parameters (method, model, commit, seed, steps, guidance_scale, ...).
+        latents: the final latents as a tensor ``[B, C, h, w]`` where the sampler has them (text-to-image).
+    """
+
+    images: list
+    nfe: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    latents: Any = None
+
+
+def png_info(metadata: dict[str, Any]):
+    """A ``PngInfo`` holding ``metadata`` as JSON and as a readable line."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(PNG_METADATA_KEY, json.dumps(metadata, sort_keys=True, default=str))
+    readable = ", ".join(f"{k}: {v}" for k, v in metadata.items() if k != "prompt")
+    if "prompt" in metadata:
+        readable = f"{metadata['prompt']}\n{readable}"
+    info.add_text("parameters", readable)
+    return info
+
+
+def save_image(image, path: str | Path, metadata: dict[str, Any]) -> Path:
+    """Save ``image`` as PNG at ``path`` with ``metadata`` in its text chunks (written atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format="PNG", pnginfo=png_info(metadata))
+    tmp.replace(path)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The generation parameters stored by :func:`save_image` (empty dict when there are none)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        text = getattr(image, "text", {}) or {}
+        raw = text.get(PNG_METADATA_KEY)
+    return json.loads(raw) if raw else {}

@@ -1,0 +1,194 @@
+"""Plain data describing a distillation method: what a plugin registers.
+
+Nothing here imports torch. Trainers, samplers and configs are named as lazy ``"module:attr"`` strings (or given as
+objects) and are imported only by :meth:`MethodSpec.load`.
+
+Contracts of the lazy targets (see ``docs/PLUGINS.md`` for the full description):
+
+``sampler``
+    ``factory(model: ResolvedModel | None, *, device="cpu", dtype=None, **options) -> sampler``. A text-to-image
+    sampler is called as ``sampler(prompt, negative_prompt=None, steps=None, guidance_scale=None, seed=0,
+    height=None, width=None, batch_size=1, progress=None, **method_options) -> zoo.sampling.SampleResult``.
+    A super-resolution sampler is called as ``sampler(image, scale=None, tile=None, progress=None) ->
+    zoo.sampling.SampleResult``.
+``trainer``
+    ``factory(config) -> zoo.train.Trainer`` where ``config`` is the resolved omegaconf config of the method.
+``config``
+    a dataclass whose field defaults are the method's defaults; loaded as an omegaconf structured config.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from zoo.errors import PluginError
+
+TASKS = ("text-to-image", "super-resolution")
+MANIFEST_NAME = "zoo.json"
+"""File name of the manifest that a model folder exported by distill-zoo carries (method, task, base model,
+recommended sampler settings), so that ``zoo run <folder or hub ref>`` needs no method name."""
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Paper:
+    """The paper a method implements."""
+
+    title: str
+    arxiv: str | None = None
+    """arXiv identifier such as ``"2312.05239"``."""
+    code: str | None = None
+    """URL of the official implementation."""
+
+    @property
+    def arxiv_url(self) -> str | None:
+        return f"https://arxiv.org/abs/{self.arxiv}" if self.arxiv else None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A published set of files on the Hugging Face hub that a method's sampler can run."""
+
+    repo_id: str
+    files: tuple[str, ...] = ()
+    """File names inside the repository; empty means the whole (diffusers-layout) repository."""
+    base_model: str | None = None
+    """Hub id of the base model the files apply to (for LoRAs and bare UNets)."""
+    license: str | None = None
+    description: str = ""
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    """Recommended sampler settings: steps, guidance_scale, scheduler, eta, timesteps, lora_scale, ..."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named recipe: an artifact plus the sampler settings it is meant to be run with."""
+
+    name: str
+    description: str
+    artifact: Artifact | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model reference resolved to a local folder (see :mod:`zoo.hub`)."""
+
+    path: Path
+    ref: str
+    """The reference as the user gave it (``hf-hub:org/repo@rev``, ``org/repo`` or a folder)."""
+    commit: str | None = None
+    """The resolved commit hash for hub models; None for local folders."""
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+    """Contents of the folder's ``zoo.json`` (empty when it has none)."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """Everything the registry knows about one method.
+
+    Attributes:
+        name: lowercase id ``[a-z][a-z0-9_]*``; also the entry-point name for built-ins.
+        task: one of :data:`TASKS`.
+        summary: one-sentence description shown by ``zoo list``.
+        paper: the paper implemented.
+        sampler: lazy ``"module:attr"`` (or object) of the sampler factory.
+        trainer: lazy ``"module:attr"`` (or object) of the trainer factory.
+        config: lazy ``"module:attr"`` (or class) of the structured config dataclass.
+        aliases: other names that resolve to this method.
+        artifacts: known published artifacts.
+        presets: named recipes (e.g. Hyper-SD's per-step LoRAs).
+        default_model: model reference used when the user names none (e.g. the embedded testbed student).
+        plugin: name of the plugin that registered the spec; filled in by the registry.
+    """
+
+    name: str
+    task: str
+    summary: str
+    paper: Paper
+    sampler: str | Callable[..., Any]
+    trainer: str | Callable[..., Any]
+    config: str | type
+    aliases: tuple[str, ...] = ()
+    artifacts: tuple[Artifact, ...] = ()
+    presets: tuple[Preset, ...] = ()
+    default_model: str | None = None
+    plugin: str | None = None
+
+    def __post_init__(self) -> None:
+        for label, value in [("name", self.name), *[("alias", a) for a in self.aliases]]:
+            if not isinstance(value, str) or not _NAME_RE.match(value):
+                raise PluginError(
+                    f"Invalid method {label} {value!r}: use lowercase letters, digits and underscores, starting with a letter"
+                )
+        if self.task not in TASKS:
+            raise PluginError(f"Method {self.name!r} has task {self.task!r}; valid tasks: {', '.join(TASKS)}")
+        if not isinstance(self.paper, Paper):
+            raise PluginError(f"Method {self.name!r}: paper must be a zoo.sdk.Paper, got {type(self.paper).__name__}")
+        names = [p.name for p in self.presets]
+        if len(set(names)) != len(names):
+            raise PluginError(f"Method {self.name!r} has duplicate preset names: {names}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+    def load(self, what: str) -> Any:
+        """Import and return the lazy target ``what`` (``"sampler"``, ``"trainer"`` or ``"config"``)."""
+        target = getattr(self, what)
+        if not isinstance(target, str):
+            return target
+        module_name, _, attr = target.partition(":")
+        if not module_name or not attr:
+            raise PluginError(f"Method {self.name!r}: {what} target {target!r} must look like 'package.module:attr'")
+        module = importlib.import_module(module_name)
+        try:
+            return getattr(module, attr)
+        except AttributeError:
+            raise PluginError(f"Method {self.name!r}: module {module_name!r} has no attribute {attr!r}") from None
+
+    def preset(self, name: str) -> Preset:
+        """Return the preset called ``name`` or raise an error that lists the valid ones."""
+        from zoo.errors import InputError
+
+        for preset in self.presets:
+            if preset.name == name:
+                return preset
+        valid = ", ".join(p.name for p in self.presets) or "(this method has no presets)"
+        raise InputError(f"Unknown preset {name!r} for method {self.name!r}; valid presets: {valid}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (lazy targets stay strings)."""
+
+        def plain(value: Any) -> Any:
+            if is_dataclass(value) and not isinstance(value, type):
+                return {k: plain(v) for k, v in asdict(value).items()}
+            if isinstance(value, Mapping):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [plain(v) for v in value]
+            if isinstance(value, (str, int, float, bool)) or value is None:
+                return value
+            if isinstance(value, type):
+                return f"{value.__module__}:{value.__qualname__}"
+            return f"{getattr(value, '__module__', '?')}:{getattr(value, '__qualname__', repr(value))}"
+
+        return {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "task": self.task,
+            "summary": self.summary,
+            "paper": {**plain(self.paper), "arxiv_url": self.paper.arxiv_url},
+            "sampler": plain(self.sampler),
+            "trainer": plain(self.trainer),
+            "config": plain(self.config),
+            "artifacts": plain(self.artifacts),
+            "presets": plain(self.presets),
+            "default_model": self.default_model,
+            "plugin": self.plugin,
+        }
