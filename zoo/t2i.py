@@ -1,0 +1,327 @@
+"""Text-to-image plumbing every sampler shares: load a Stable Diffusion folder, encode prompts, seed latents, count
+network evaluations, decode, return a :class:`zoo.sampling.SampleResult` with the generation parameters.
+
+A method's sampler subclasses :class:`TextToImageSampler` and implements only :meth:`TextToImageSampler.denoise`
+(its own loop over the UNet). :class:`DDIMSampler` — plain multi-step DDIM with classifier-free guidance — runs
+undistilled models (the testbed teacher, the baselines in ``scripts/bench_quality.py``).
+
+Components are loaded part by part from a diffusers ``StableDiffusionPipeline`` folder (``unet/``, ``vae/``,
+``text_encoder/``, ``tokenizer/``, ``scheduler/``) with ``local_files_only=True``; :mod:`zoo.hub` brings hub models to a
+local folder first. Samplers accept already-loaded :class:`SDComponents`, so the nodes and the app reuse weights.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from zoo.diffusion.guidance import cfg, uses_cfg
+from zoo.errors import FileMissingError, InputError, WeightsError
+from zoo.sampling import ProgressCallback, SampleResult
+from zoo.spec import ResolvedModel
+
+DEFAULT_MODEL = "pkg:zoo.testbed/weights/teacher"
+"""The embedded default model: the testbed's miniature Stable Diffusion teacher (see ``docs/TESTBED.md``)."""
+
+BASE_METHOD = "base"
+"""Manifest ``method`` value of an undistilled diffusion model, run by :class:`DDIMSampler`."""
+
+
+def _quiet_diffusers() -> None:
+    from diffusers.utils import logging as diffusers_logging
+
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+
+
+@dataclass
+class SDComponents:
+    """The parts of a Stable Diffusion pipeline a sampler needs, on one device and dtype."""
+
+    unet: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    scheduler_config: dict
+    device: torch.device
+    dtype: torch.dtype
+    path: Path | None = None
+
+    @classmethod
+    def from_folder(cls, path: str | Path, device: str | torch.device = "cpu",
+                    dtype: torch.dtype | None = None, unet: Any = None) -> "SDComponents":
+        """Load a diffusers SD folder. ``unet`` replaces the folder's UNet (e.g. a distilled student)."""
+        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        _quiet_diffusers()
+        path = Path(path)
+        device = torch.device(device)
+        dtype = dtype or torch.float32
+        wanted = ["vae", "text_encoder", "tokenizer", "scheduler"] + ([] if unet is not None else ["unet"])
+        missing = [part for part in wanted if not (path / part).is_dir()]
+        if missing:
+            raise FileMissingError(f"{path} is not a Stable Diffusion folder: missing {', '.join(missing)}/ "
+                                   f"(expected the diffusers save_pretrained layout)")
+        try:
+            if unet is None:
+                unet = UNet2DConditionModel.from_pretrained(path / "unet", local_files_only=True, torch_dtype=dtype)
+            vae = AutoencoderKL.from_pretrained(path / "vae", local_files_only=True, torch_dtype=dtype)
+            text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", local_files_only=True,
+                                                         torch_dtype=dtype)
+            tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer", local_files_only=True)
+            scheduler_config = dict(DDPMScheduler.load_config(path / "scheduler", local_files_only=True))
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise WeightsError(f"Cannot load the Stable Diffusion folder {path}: {str(exc).splitlines()[0]}") from None
+        components = cls(unet, vae, text_encoder, tokenizer, scheduler_config, device, dtype, path)
+        for module in (unet, vae, text_encoder):
+            module.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        return components
+
+    # -- geometry -------------------------------------------------------------------------------------------------
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """Image height and width must be multiples of this (VAE factor times the UNet's total downsampling)."""
+        return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    @property
+    def default_size(self) -> int:
+        return self.unet.config.sample_size * self.vae_scale_factor
+
+    def new_scheduler(self, cls_name: str = "DDIMScheduler", **overrides):
+        """A diffusers scheduler of class ``cls_name`` built from the model's scheduler config."""
+        import diffusers
+
+        try:
+            scheduler_cls = getattr(diffusers, cls_name)
+        except AttributeError:
+            raise InputError(f"Unknown diffusers scheduler {cls_name!r}") from None
+        return scheduler_cls.from_config({**self.scheduler_config, **overrides})
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        """ᾱ_t for t = 0..T-1 of the model's training schedule (float64, CPU)."""
+        return self.new_scheduler("DDPMScheduler").alphas_cumprod.to(torch.float64)
+
+    # -- the three stages ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Text-encoder hidden states ``[B, 77, D]`` for ``prompts`` (the SD convention: last hidden state)."""
+        tokens = self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
+                                truncation=True, return_tensors="pt")
+        hidden = self.text_encoder(tokens.input_ids.to(self.device))[0]
+        return hidden.to(self.dtype)
+
+    def initial_latents(self, batch_size: int, height: int, width: int, seed: int) -> torch.Tensor:
+        """Gaussian latents from a CPU generator seeded with ``seed`` (identical on every device)."""
+        generator = torch.Generator("cpu").manual_seed(int(seed))
+        shape = (batch_size, self.unet.config.in_channels, height // self.vae_scale_factor,
+                 width // self.vae_scale_factor)
+        return torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device, self.dtype)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Images ``[B, 3, H, W]`` in ``[0, 1]`` (float32, CPU) from latents."""
+        scaling = self.vae.config.scaling_factor
+        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
+        images = self.vae.decode(latents / scaling + shift).sample
+        return ((images.float() + 1) / 2).clamp(0, 1).cpu()
+
+    @staticmethod
+    def to_pil(images: torch.Tensor) -> list:
+        from PIL import Image
+
+        arrays = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype("uint8")
+        return [Image.fromarray(array) for array in arrays]
+
+
+class NFECounter:
+    """Counts network evaluations per image through a forward pre-hook on the UNet.
+
+    A call on a batch of ``k * batch_size`` latents (CFG batching conditional and unconditional branches) counts ``k``.
+    """
+
+    def __init__(self, module: torch.nn.Module, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.count = 0.0
+        self._handle = module.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs):
+        sample = args[0] if args else kwargs["sample"]
+        self.count += sample.shape[0] / self.batch_size
+
+    def close(self) -> int:
+        self._handle.remove()
+        return int(math.ceil(self.count - 1e-9))
+
+
+def resolve_default(model: ResolvedModel | str | Path | None) -> ResolvedModel:
+    """A :class:`ResolvedModel` for ``model`` (a ref, a folder, or None for the embedded default)."""
+    if isinstance(model, ResolvedModel):
+        return model
+    from zoo.hub import resolve_model
+
+    return resolve_model(str(model) if model is not None else DEFAULT_MODEL)
+
+
+class TextToImageSampler:
+    """Base class of text-to-image samplers.
+
+    Subclasses set the class attributes and implement :meth:`denoise`. Calling the sampler validates arguments,
+    encodes prompts, seeds latents, runs :meth:`denoise` while counting UNet evaluations, decodes and returns a
+    :class:`SampleResult` whose metadata holds every generation parameter.
+
+    Class attributes:
+        method: method name written into the metadata.
+        default_steps / min_steps / max_steps: step count default and allowed range.
+        default_guidance_scale: CFG scale used when the caller passes none (diffusers convention, ``<= 1`` = off).
+    """
+
+    method: str = BASE_METHOD
+    default_steps: int = 25
+    min_steps: int = 1
+    max_steps: int = 1000
+    default_guidance_scale: float = 0.0
+
+    def __init__(self, components: SDComponents, model: ResolvedModel | None = None, **settings: Any) -> None:
+        self.components = components
+        self.model = model
+        manifest_settings = dict((model.manifest or {}).get("sampler", {})) if model is not None else {}
+        self.settings = {**manifest_settings, **{k: v for k, v in settings.items() if v is not None}}
+        if "steps" in self.settings:
+            self.default_steps = int(self.settings.pop("steps"))
+        if "guidance_scale" in self.settings:
+            self.default_guidance_scale = float(self.settings.pop("guidance_scale"))
+
+    @classmethod
+    def from_model(cls, model: ResolvedModel | str | Path | None = None, *, device: str = "cpu",
+                   dtype: torch.dtype | None = None, attention: str = "auto", **settings: Any):
+        """Load the sampler for ``model`` (None: the embedded testbed default). This is the registry factory."""
+        from zoo.attention import set_attention_backend
+
+        resolved = resolve_default(model)
+        components = SDComponents.from_folder(resolved.path, device=device, dtype=dtype)
+        set_attention_backend(components.unet, attention)
+        return cls(components, resolved, **settings)
+
+    # -- to implement ---------------------------------------------------------------------------------------------
+    def denoise(self, latents: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor | None, steps: int,
+                guidance_scale: float, generator: torch.Generator, progress: ProgressCallback | None,
+                **options: Any) -> torch.Tensor:
+        """Turn initial noise ``latents`` into clean latents with ``steps`` steps. ``uncond`` is None without CFG."""
+        raise NotImplementedError
+
+    # -- shared helpers -----------------------------------------------------------------------------------------
+    def predict_eps(self, latents: torch.Tensor, timestep, cond: torch.Tensor, uncond: torch.Tensor | None,
+                    guidance_scale: float) -> torch.Tensor:
+        """The UNet's prediction at ``timestep``, with CFG (one batched call) when ``uncond`` is given."""
+        unet = self.components.unet
+        t = torch.as_tensor(timestep, device=latents.device)
+        if uncond is None:
+            return unet(latents, t, encoder_hidden_states=cond).sample
+        both = unet(torch.cat([latents, latents]), t, encoder_hidden_states=torch.cat([cond, uncond])).sample
+        eps_cond, eps_uncond = both.chunk(2)
+        return cfg(eps_cond, eps_uncond, guidance_scale)
+
+    def validate(self, steps: int, height: int, width: int, batch_size: int) -> None:
+        if not isinstance(steps, int) or not self.min_steps <= steps <= self.max_steps:
+            raise InputError(f"steps={steps} is out of range for {self.method}: use {self.min_steps}..{self.max_steps}")
+        multiple = self.components.size_multiple
+        if height <= 0 or width <= 0 or height % multiple or width % multiple:
+            raise InputError(f"Image size {width}x{height} is not a positive multiple of {multiple} for this model; "
+                             f"use e.g. {self.components.default_size}x{self.components.default_size}")
+        if batch_size < 1:
+            raise InputError(f"batch_size={batch_size} must be at least 1")
+
+    def metadata(self) -> dict[str, Any]:
+        model = self.model
+        return {"method": self.method,
+                "model": model.ref if model else None,
+                "commit": model.commit if model else None}
+
+    # -- the call -------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self, prompt: str | Sequence[str], negative_prompt: str | Sequence[str] | None = None,
+                 steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
+                 height: int | None = None, width: int | None = None, batch_size: int = 1,
+                 progress: ProgressCallback | None = None, output_type: str = "pil", **options: Any) -> SampleResult:
+        c = self.components
+        steps = self.default_steps if steps is None else steps
+        guidance_scale = self.default_guidance_scale if guidance_scale is None else float(guidance_scale)
+        height = height or c.default_size
+        width = width or c.default_size
+        prompts = [prompt] * batch_size if isinstance(prompt, str) else list(prompt)
+        batch_size = len(prompts)
+        self.validate(steps, height, width, batch_size)
+        negatives = None
+        if negative_prompt is not None:
+            negatives = [negative_prompt] * batch_size if isinstance(negative_prompt, str) else list(negative_prompt)
+            if len(negatives) != batch_size:
+                raise InputError(f"{len(negatives)} negative prompts for {batch_size} prompts; give one or one each")
+
+        started = time.perf_counter()
+        cond = c.encode_prompt(prompts)
+        uncond = c.encode_prompt(negatives or [""] * batch_size) if uses_cfg(guidance_scale) else None
+        latents = c.initial_latents(batch_size, height, width, seed)
+        generator = torch.Generator("cpu").manual_seed(int(seed) + 1)  # for stochastic samplers' fresh noise
+        counter = NFECounter(c.unet, batch_size)
+        try:
+            latents = self.denoise(latents, cond, uncond, steps, guidance_scale, generator, progress,
+                                   negative_prompt=negatives, **options)
+        finally:
+            nfe = counter.close()
+        images = c.decode(latents)
+        seconds = time.perf_counter() - started
+        metadata = {**self.metadata(), "prompt": prompts[0] if len(set(prompts)) == 1 else prompts,
+                    "negative_prompt": negative_prompt, "steps": steps, "guidance_scale": guidance_scale,
+                    "seed": seed, "height": height, "width": width, "nfe": nfe,
+                    "seconds_per_image": round(seconds / batch_size, 6), **self.extra_metadata(options)}
+        output = c.to_pil(images) if output_type == "pil" else images
+        return SampleResult(images=output, nfe=nfe, metadata=metadata, latents=latents)
+
+    def extra_metadata(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Method-specific parameters to record (e.g. the preset, eta, NASA alpha)."""
+        return {k: v for k, v in options.items() if isinstance(v, (int, float, str, bool))}
+
+
+class DDIMSampler(TextToImageSampler):
+    """Plain multi-step DDIM (η = 0) with classifier-free guidance: the sampler for undistilled models.
+
+    Uses ``timestep_spacing="trailing"`` by default (methods.md §0.3), which is the fair choice for few-step baselines;
+    pass ``timestep_spacing="leading"`` for SD's original spacing.
+    """
+
+    method = BASE_METHOD
+    default_steps = 25
+    default_guidance_scale = 5.0
+
+    def denoise(self, latents, cond, uncond, steps, guidance_scale, generator, progress, **options):
+        spacing = options.get("timestep_spacing", self.settings.get("timestep_spacing", "trailing"))
+        scheduler = self.components.new_scheduler("DDIMScheduler", timestep_spacing=spacing)
+        scheduler.set_timesteps(steps, device=latents.device)
+        for index, t in enumerate(scheduler.timesteps):
+            eps = self.predict_eps(latents, t, cond, uncond, guidance_scale)
+            latents = scheduler.step(eps, t, latents).prev_sample
+            if progress is not None:
+                progress(index + 1, steps)
+        return latents
+
+    def extra_metadata(self, options):
+        return {"scheduler": "DDIMScheduler",
+                "timestep_spacing": options.get("timestep_spacing", self.settings.get("timestep_spacing", "trailing"))}
+
+
+build_ddim_sampler = DDIMSampler.from_model
