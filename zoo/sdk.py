@@ -41,6 +41,7 @@ _LAZY = {
     "AttentionBackend": "zoo.attention",
     "Trainer": "zoo.train",
     "TrainState": "zoo.train",
+    "OptimizerGroup": "zoo.train", "TrainingConfig": "zoo.train.config", "OptimizerConfig": "zoo.train.config",
 }
 
 __all__ = [
