@@ -1,0 +1,6 @@
+from zoo.sdk import hookimpl
+
+
+@hookimpl
+def register_methods(register):
+    register("not a spec")

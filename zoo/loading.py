@@ -1,0 +1,103 @@
+"""From "method name and/or model reference" to a ready sampler — the one function the CLI, the ComfyUI nodes and the
+gradio app all call.
+
+Resolution rules (``load_sampler``):
+
+1. A model reference (``hf-hub:org/repo@rev``, ``org/repo``, a folder, ``pkg:package/dir``) is resolved by
+   :mod:`zoo.hub`; its ``zoo.json`` manifest names the method that made it, so the method may be omitted.
+2. A method without a model uses the method's ``default_model`` (e.g. its committed testbed student); a method with
+   no default model gets ``None`` and decides itself (e.g. a preset that names its own hub artifacts).
+3. Neither: the embedded default model :data:`zoo.t2i.DEFAULT_MODEL` (the testbed teacher).
+4. The manifest method ``"base"`` (an undistilled model) runs with the core :class:`zoo.t2i.DDIMSampler`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from zoo.errors import InputError
+from zoo.registry import get_registry
+from zoo.spec import MethodSpec, ResolvedModel
+
+BASE_METHOD = "base"
+
+
+def looks_like_model_ref(text: str) -> bool:
+    """True for strings that are model references rather than method names."""
+    from pathlib import Path
+
+    return (text.startswith(("hf-hub:", "pkg:", ".", "/", "~")) or "/" in text or "\\" in text
+            or Path(text).expanduser().exists())
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device} was requested but CUDA is not available on this machine; use --device cpu")
+    return device
+
+
+def pick_dtype(dtype: str | None, device: str):
+    """``auto`` → float32 on CPU (the safe default), float16 on CUDA."""
+    import torch
+
+    names = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
+             "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+    if dtype in (None, "auto"):
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    if dtype not in names:
+        raise InputError(f"Unknown dtype {dtype!r}; choose one of: auto, fp32, fp16, bf16")
+    return names[dtype]
+
+
+def resolve_method_and_model(method: str | None = None, model: str | ResolvedModel | None = None
+                             ) -> tuple[MethodSpec | None, ResolvedModel | None]:
+    """Apply the resolution rules above; returns ``(spec, resolved_model)`` (spec None = the core base sampler)."""
+    from zoo.hub import resolve_model
+    from zoo.t2i import DEFAULT_MODEL
+
+    registry = get_registry()
+    spec = registry.get(method) if method and method != BASE_METHOD else None
+    if model is None:
+        if spec is not None:
+            return spec, (resolve_model(spec.default_model) if spec.default_model else None)
+        model = DEFAULT_MODEL
+    resolved = model if isinstance(model, ResolvedModel) else resolve_model(str(model))
+    made_by = (resolved.manifest or {}).get("method")
+    if spec is None and method != BASE_METHOD:
+        if made_by and made_by != BASE_METHOD:
+            spec = registry.get(made_by)
+        elif not made_by and not (resolved.path / "unet").is_dir():
+            raise InputError(f"Cannot tell which method runs {resolved.ref} (it has no zoo.json manifest); "
+                             f"name the method: zoo run METHOD --model {resolved.ref}")
+    elif spec is not None and made_by and made_by not in (BASE_METHOD, *spec.names):
+        warnings.warn(f"{resolved.ref} was made by method {made_by!r} but is run with {spec.name!r}", stacklevel=2)
+    return spec, resolved
+
+
+def load_sampler(method: str | None = None, model: str | ResolvedModel | None = None, *, device: str = "auto",
+                 dtype: str | None = None, preset: str | None = None, **settings: Any
+                 ) -> tuple[MethodSpec | None, Any]:
+    """Build the sampler for ``method`` and/or ``model``; returns ``(spec or None for the base sampler, sampler)``.
+
+    ``settings`` (steps, guidance_scale, attention, method options) override the manifest's recommended settings.
+    """
+    spec, resolved = resolve_method_and_model(method, model)
+    device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, device)
+    options = {k: v for k, v in settings.items() if v is not None}
+    if preset is not None:
+        if spec is None:
+            raise InputError("--preset needs a method that has presets (see 'zoo info METHOD')")
+        spec.preset(preset)  # validates the name with a one-line error listing the valid presets
+        options["preset"] = preset
+    if spec is None:
+        from zoo.t2i import DDIMSampler
+
+        return None, DDIMSampler.from_model(resolved, device=device, dtype=torch_dtype, **options)
+    factory = spec.load("sampler")
+    return spec, factory(resolved, device=device, dtype=torch_dtype, **options)
