@@ -70,7 +70,7 @@ class SDComponents:
         wanted = ["vae", "text_encoder", "tokenizer", "scheduler"] + ([] if unet is not None else ["unet"])
         missing = [part for part in wanted if not (path / part).is_dir()]
         if missing:
-            raise FileMissingError(f"{path} is not a Stable Diffusion folder: missing {', '.join(missing)}/ "
+            raise FileMissingError(f"{path} is not a Stable Diffusion folder: missing {', '.join(m + '/' for m in missing)} "
                                    f"(expected the diffusers save_pretrained layout)")
         try:
             if unet is None:
@@ -279,8 +279,11 @@ class TextToImageSampler:
         generator = torch.Generator("cpu").manual_seed(int(seed) + 1)  # for stochastic samplers' fresh noise
         counter = NFECounter(c.unet, batch_size)
         try:
-            latents = self.denoise(latents, cond, uncond, steps, guidance_scale, generator, progress,
-                                   negative_prompt=negatives, **options)
+            from zoo.negative_attention import NASA_OPTION, nasa_for_call  # NASA: negatives via attention, no CFG
+
+            with nasa_for_call(c.unet, c.encode_prompt, negatives, options.get(NASA_OPTION)):
+                latents = self.denoise(latents, cond, uncond, steps, guidance_scale, generator, progress,
+                                       negative_prompt=negatives, **options)
         finally:
             nfe = counter.close()
         images = c.decode(latents)
