@@ -14,6 +14,7 @@ from zoo.errors import ZooError
 # Modules that define click commands in a module-level ``COMMANDS`` list.
 COMMAND_MODULES = (
     "zoo.cli.registry_cmds",
+    "zoo.cli.hub_cmds",
 )
 
 
