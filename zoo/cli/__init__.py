@@ -15,6 +15,7 @@ from zoo.errors import ZooError
 COMMAND_MODULES = (
     "zoo.cli.registry_cmds",
     "zoo.cli.hub_cmds",
+    "zoo.cli.train_cmds",
 )
 
 

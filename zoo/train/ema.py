@@ -14,7 +14,9 @@ from torch import nn
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
-    return getattr(module, "module", module)
+    from zoo.train.checkpoint import unwrap
+
+    return unwrap(module)
 
 
 class EMA:

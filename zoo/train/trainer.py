@@ -61,6 +61,8 @@ class Trainer:
         :meth:`export_modules`), :meth:`state_dict_extra` / :meth:`load_state_dict_extra`.
     """
 
+    method: str | None = None
+    """Name used for unregistered trainers (run folder, manifest); registered methods get their spec name."""
     task: str = "text-to-image"
     """The task of the exported model (``text-to-image`` or ``super-resolution``), written to ``zoo.json``."""
 
@@ -71,7 +73,7 @@ class Trainer:
         self.device = torch.device("cpu")
         self.process_index = 0
         self.num_processes = 1
-        self.method_name = type(self).__name__.lower()
+        self.method_name = self.method or type(self).__name__.lower()
         self.ema = None
 
     # -- required -----------------------------------------------------------------------------------------------

@@ -1,0 +1,214 @@
+"""Hub-ready folders from finished runs: weights, ``zoo.json`` manifest, model card, config and metrics.
+
+A folder written here is what ``zoo run --model <folder>`` loads and what ``zoo export RUN OUT --push-to-hub REPO``
+uploads::
+
+    OUT/
+      zoo.json          manifest (zoo.spec.MANIFEST_NAME): method, task, base_model, sampler settings, files, ...
+      README.md         model card (YAML front matter for the hub: base_model, library_name, tags, pipeline_tag)
+      config.yaml       the run's resolved training config
+      metrics.json      the last logged metrics
+      <weights>         written by the trainer's export(): a diffusers folder (unet/, a pipeline), a LoRA
+                        (pytorch_lora_weights.safetensors) or <name>.safetensors
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import TrainingError
+from zoo.spec import MANIFEST_NAME
+
+_PIPELINE_TAGS = {"text-to-image": "text-to-image", "super-resolution": "image-to-image"}
+
+
+def save_module(module: Any, out_dir: Path, name: str) -> str:
+    """Save ``module`` under ``out_dir``: ``save_pretrained`` into ``<name>/`` (diffusers/PEFT/transformers models,
+    safetensors) or ``<name>.safetensors``. Returns the relative path written."""
+    from zoo.train.checkpoint import save_tensors, unwrap
+
+    module = unwrap(module)
+    if hasattr(module, "save_pretrained"):
+        module.save_pretrained(str(out_dir / name), safe_serialization=True)
+        return f"{name}/"
+    save_tensors(dict(module.state_dict()), out_dir / f"{name}.safetensors", metadata={"format": "pt"})
+    return f"{name}.safetensors"
+
+
+def _paper_line(method: str) -> str:
+    try:
+        from zoo.registry import get_method
+
+        spec = get_method(method)
+    except Exception:  # noqa: BLE001 - an unregistered trainer (e.g. the toy) has no paper
+        return ""
+    paper = spec.paper
+    arxiv = f" ([arXiv:{paper.arxiv}]({paper.arxiv_url}))" if paper.arxiv else ""
+    return f"Method: **{spec.name}**, {spec.summary}\n\nPaper: {paper.title}{arxiv}\n"
+
+
+def model_card(manifest: dict[str, Any], config_yaml: str, metrics: dict[str, Any]) -> str:
+    """README.md text: hub metadata (front matter) plus method, base model, usage, config and metrics."""
+    from huggingface_hub import ModelCardData
+
+    method, task = manifest["method"], manifest["task"]
+    data = ModelCardData(
+        library_name=manifest.get("library_name") or "distill-zoo",
+        base_model=manifest.get("base_model") or None,
+        tags=["distill-zoo", "distillation", method, task],
+        pipeline_tag=_PIPELINE_TAGS.get(task),
+        license=manifest.get("license") or None,
+    )
+    sampler = manifest.get("sampler") or {}
+    settings = ", ".join(f"{k}={v}" for k, v in sampler.items()) or "the method's defaults"
+    metric_rows = "".join(f"| {k} | {v:.6g} |\n" if isinstance(v, float) else f"| {k} | {v} |\n"
+                          for k, v in metrics.items())
+    base = manifest.get("base_model") or "(none: the weights are self-contained)"
+    return (
+        f"---\n{data.to_yaml()}\n---\n\n"
+        f"# {method} ({task})\n\n"
+        f"Trained with distill-zoo (`zoo train {method}`) for "
+        f"{manifest.get('training', {}).get('steps', '?')} steps.\n\n"
+        f"{_paper_line(method)}\n"
+        f"Base model: {base}\n\n"
+        f"## Use\n\n```bash\nzoo run --model <this folder or hf-hub:org/repo> ...\n```\n\n"
+        f"Recommended sampler settings: {settings}.\n\n"
+        f"Files: {', '.join(manifest.get('files', [])) or '(see the repository)'}\n\n"
+        f"## Training config\n\n```yaml\n{config_yaml}```\n\n"
+        f"## Metrics (last logged)\n\n| metric | value |\n|---|---|\n{metric_rows}"
+    )
+
+
+def write_export_metadata(trainer: Any, out_dir: str | Path, metrics: dict[str, Any],
+                          files: list[str] | None = None) -> dict[str, Any]:
+    """Write ``zoo.json``, ``README.md``, ``config.yaml`` and ``metrics.json`` into ``out_dir``; return the manifest.
+
+    The manifest starts from ``trainer.export_manifest()`` (``base_model``, ``sampler`` and any extras) and adds
+    ``method``, ``task``, ``files``, ``zoo_version`` and ``training`` (steps, seed, config hash).
+    """
+    from omegaconf import OmegaConf
+
+    from zoo import __version__
+    from zoo.config import save_config
+    from zoo.train.checkpoint import config_hash
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = {"base_model": None, "sampler": {}, **dict(trainer.export_manifest() or {})}
+    train_cfg = trainer.config.train
+    manifest.update({
+        "method": trainer.method_name,
+        "task": trainer.task,
+        "files": list(files if files is not None else manifest.get("files", [])),
+        "zoo_version": __version__,
+        "training": {"steps": int(metrics.get("step", train_cfg.steps)), "seed": int(train_cfg.seed),
+                     "config_hash": config_hash(trainer.config)},
+    })
+    config = trainer.config if not isinstance(trainer.config, dict) else OmegaConf.create(trainer.config)
+    save_config(config, out_dir / "config.yaml")
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=str))
+    (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    (out_dir / "README.md").write_text(model_card(manifest, OmegaConf.to_yaml(config, resolve=True), metrics))
+    return manifest
+
+
+def export_trainer(trainer: Any, out_dir: str | Path, metrics: dict[str, Any], *, prepared_modules: Any = None,
+                   unwrapped_modules: dict[str, Any] | None = None) -> Path:
+    """Call ``trainer.export(out_dir, metrics)`` with the trainer holding its unwrapped modules."""
+    out_dir = Path(out_dir)
+    current = dict(trainer.trainable_modules())
+    if unwrapped_modules is not None:
+        trainer.use_prepared_modules(unwrapped_modules)
+    try:
+        result = trainer.export(out_dir, metrics)
+    finally:
+        trainer.use_prepared_modules(current)
+    return Path(result) if result is not None else out_dir
+
+
+def _import_ref(ref: str) -> Any:
+    import importlib
+
+    module_name, _, attr = ref.partition(":")
+    obj = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def load_run_trainer(run_dir: str | Path, checkpoint: str | Path | None = None) -> tuple[Any, dict[str, Any]]:
+    """Rebuild a run's trainer on the CPU with the weights (and EMA) of ``checkpoint`` (default: the newest).
+
+    Returns ``(trainer, state_json)``.
+    """
+    import torch
+    from omegaconf import OmegaConf
+
+    from zoo.config import structured
+    from zoo.train.checkpoint import latest_checkpoint, load_checkpoint
+    from zoo.train.ema import EMA
+
+    run_dir = Path(run_dir)
+    info_path = run_dir / "run.json"
+    if not info_path.is_file() or not (run_dir / "config.yaml").is_file():
+        raise TrainingError(f"{run_dir} is not a training run folder (no run.json/config.yaml); pass the folder "
+                            f"given to 'zoo train --output-dir'")
+    info = json.loads(info_path.read_text())
+    checkpoint = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise TrainingError(f"{run_dir} has no complete checkpoint to export; train it first (or resume it)")
+
+    # 1. config: the saved YAML on top of the method's schema (plain YAML when the class cannot be imported)
+    config = OmegaConf.load(run_dir / "config.yaml")
+    factory = None
+    try:
+        from zoo.registry import get_method
+
+        spec = get_method(info["method"])
+        config = OmegaConf.merge(structured(spec.load("config")), config)
+        factory = spec.load("trainer")
+    except Exception:  # noqa: BLE001 - unregistered trainers are found through run.json's references
+        if info.get("config"):
+            config = OmegaConf.merge(structured(_import_ref(info["config"])), config)
+        if info.get("trainer"):
+            factory = _import_ref(info["trainer"])
+    if factory is None:
+        raise TrainingError(f"Cannot find the trainer of method {info.get('method')!r}; install the plugin that "
+                            f"provides it (see 'zoo plugins')")
+
+    # 2. the trainer, built on the CPU, with the checkpoint's weights and EMA
+    trainer = factory(config)
+    trainer.method_name = info["method"]
+    trainer.device = torch.device("cpu")
+    torch.manual_seed(int(config.train.seed))
+    trainer.build()
+    modules = dict(trainer.trainable_modules())
+    decay = float(config.train.ema_decay)
+    trainer.ema = EMA(dict(trainer.ema_modules()), decay) if decay > 0 else None
+    document, _ = load_checkpoint(checkpoint, modules=modules, ema=trainer.ema)
+    trainer.load_state_dict_extra(document.get("trainer_extra", {}))
+    return trainer, document
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path | None = None) -> Path:
+    """Export a run folder's newest (or given) checkpoint as a hub-ready folder at ``out_dir``."""
+    trainer, document = load_run_trainer(run_dir, checkpoint)
+    metrics = dict(document.get("train_state", {}).get("metrics") or {})
+    metrics.setdefault("step", document.get("step"))
+    return export_trainer(trainer, out_dir, metrics)
+
+
+def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
+    """Create ``repo_id`` (if needed) and upload ``folder``; return the commit URL."""
+    from huggingface_hub import HfApi
+
+    folder = Path(folder)
+    if not (folder / MANIFEST_NAME).is_file():
+        raise TrainingError(f"{folder} is not an exported model folder (no {MANIFEST_NAME}); run 'zoo export' first")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model",
+                             commit_message="Upload model exported by distill-zoo")
+    return str(getattr(info, "commit_url", info))
