@@ -1,0 +1,14 @@
+"""distill-zoo ComfyUI node pack: few-step distilled text-to-image models and distilled super-resolution.
+
+Install: ``pip install distill-zoo`` into ComfyUI's Python, then link this folder into ``ComfyUI/custom_nodes/``
+(e.g. ``ln -s /path/to/distill-zoo/nodes ComfyUI/custom_nodes/distill_zoo``). See ``docs/COMFYUI.md``.
+
+Classic (V1) API: ComfyUI reads ``NODE_CLASS_MAPPINGS`` / ``NODE_DISPLAY_NAME_MAPPINGS`` from this module. The pack's
+own modules are prefixed ``dz_`` and imported relatively, so none of them can shadow a ComfyUI module (ComfyUI has
+top-level modules named ``nodes``, ``server``, ``folder_paths``, ``execution``, ``comfy``...). Every method the
+distill-zoo registry knows (built-in or from a third-party plugin) appears in the nodes' method lists.
+"""
+
+from .dz_mappings import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

@@ -1,0 +1,22 @@
+"""The pack's node ids (all prefixed ``DistillZoo``) and display names."""
+
+from .dz_text_to_image import DistillZooLoadModel, DistillZooLoadPreset, DistillZooRecommendedSettings, DistillZooSampler
+from .dz_upscale import DistillZooLoadUpscaleModel, DistillZooUpscale
+
+NODE_CLASS_MAPPINGS = {
+    "DistillZooLoadModel": DistillZooLoadModel,
+    "DistillZooLoadPreset": DistillZooLoadPreset,
+    "DistillZooRecommendedSettings": DistillZooRecommendedSettings,
+    "DistillZooSampler": DistillZooSampler,
+    "DistillZooLoadUpscaleModel": DistillZooLoadUpscaleModel,
+    "DistillZooUpscale": DistillZooUpscale,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "DistillZooLoadModel": "Load Distilled Model (distill-zoo)",
+    "DistillZooLoadPreset": "Load Distilled Preset, e.g. Hyper-SD (distill-zoo)",
+    "DistillZooRecommendedSettings": "Recommended Steps/Guidance (distill-zoo)",
+    "DistillZooSampler": "Few-Step Sampler + NASA (distill-zoo)",
+    "DistillZooLoadUpscaleModel": "Load Upscale Model: IMDN / YONOS-SR (distill-zoo)",
+    "DistillZooUpscale": "Upscale Image (distill-zoo)",
+}

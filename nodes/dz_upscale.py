@@ -1,0 +1,88 @@
+"""Super-resolution nodes: load any registered SR method (IMDN, YONOS-SR, ...) and upscale an IMAGE, tiled if asked.
+
+The upscale node converts each IMAGE of the batch to the 8-bit RGB picture the CLI would read from a PNG and calls
+the SR sampler through :func:`zoo.frontend.upscale`, so its output equals ``zoo upscale`` for the same input file.
+"""
+
+from __future__ import annotations
+
+from .dz_common import (CATEGORY, DEVICES, DTYPES, MAX_SEED, UPSCALE_MODEL_TYPE, LoadedModel, comfy_to_pil,
+                        images_to_comfy, progress_reporter)
+from .dz_text_to_image import _model_ref_problem
+
+
+class DistillZooLoadUpscaleModel:
+    """Load a distilled super-resolution model of any registered method."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        from zoo.frontend import SUPER_RESOLUTION, method_choices
+
+        return {"required": {
+            "method": (method_choices(SUPER_RESOLUTION), {"default": "auto",
+                                                          "tooltip": "auto: the method named in the model's zoo.json"}),
+            "model": ("STRING", {"default": "", "tooltip": "hub id, folder or pkg: ref; empty: the method's "
+                                                           "default model"}),
+            "device": (DEVICES, {"default": "auto"}),
+            "dtype": (DTYPES, {"default": "auto"}),
+        }}
+
+    RETURN_TYPES = (UPSCALE_MODEL_TYPE,)
+    RETURN_NAMES = ("upscale_model",)
+    FUNCTION = "load"
+    CATEGORY = f"{CATEGORY}/loaders"
+    DESCRIPTION = "Load a distilled super-resolution model (IMDN, YONOS-SR, ...) through the distill-zoo registry."
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model=""):
+        return _model_ref_problem(model) or True
+
+    def load(self, method, model, device, dtype):
+        from zoo.frontend import SUPER_RESOLUTION, load
+
+        spec, sampler = load(SUPER_RESOLUTION, method, model, device=device, dtype=dtype)
+        return (LoadedModel(spec, sampler, method, model),)
+
+
+class DistillZooUpscale:
+    """Upscale IMAGE with a distill-zoo SR model; ``tile`` > 0 processes overlapping tiles to bound memory."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "upscale_model": (UPSCALE_MODEL_TYPE,),
+            "image": ("IMAGE",),
+            "scale": ("INT", {"default": 0, "min": 0, "max": 8, "tooltip": "0: the model's own factor"}),
+            "tile": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 8,
+                             "tooltip": "tile size in input pixels; 0: whole image at once"}),
+            "steps": ("INT", {"default": 1, "min": 1, "max": 100,
+                              "tooltip": "diffusion steps for diffusion-based SR (YONOS-SR); 1 for IMDN"}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED}),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+    FUNCTION = "upscale"
+    CATEGORY = f"{CATEGORY}/upscaling"
+    DESCRIPTION = "Super-resolution with any distill-zoo SR model (same sampler as 'zoo upscale')."
+
+    def upscale(self, upscale_model, image, scale, tile, steps, seed):
+        import torch
+
+        from zoo.errors import InputError
+        from zoo.frontend import upscale
+
+        if not isinstance(upscale_model, LoadedModel) or upscale_model.spec is None \
+                or upscale_model.spec.task != "super-resolution":
+            raise InputError("DistillZooUpscale needs a model from DistillZooLoadUpscaleModel")
+        pictures = comfy_to_pil(image)
+        outputs = []
+        with progress_reporter("distill-zoo upscaling") as report:
+            for index, picture in enumerate(pictures):
+                def progress(done, total, _index=index):
+                    report(_index * total + done, len(pictures) * total)
+
+                result = upscale(upscale_model.sampler, picture, scale=scale or None, tile=tile or None,
+                                 steps=steps, seed=seed, progress=progress)
+                outputs.append(images_to_comfy(result.images))
+        return (torch.cat(outputs, dim=0),)
