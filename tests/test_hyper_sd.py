@@ -1,0 +1,257 @@
+"""Hyper-SD: presets, TSCD segment maths (methods.md §3(h) H1-H6), samplers, and the olah end-to-end run."""
+
+import pytest
+import torch
+
+from fixtures_hub import hub_server, olah_server  # noqa: F401  (pytest fixtures)
+from fixtures_hyper_sd import kohya_lora_for
+from zoo.diffusion.schedule import CLEAN, ddim_jump, sd_alphas_cumprod, trailing_timesteps
+from zoo.errors import InputError, WeightsError
+from zoo.spec import ResolvedModel
+from zoo.t2i import SDComponents
+from zoo.tiny import build_tiny_sd
+from zoo_plugins.hyper_sd import presets
+from zoo_plugins.hyper_sd.sampler import HyperSDSampler, build_sampler
+from zoo_plugins.hyper_sd.tscd import (consistency_function, previous_timestep, segment_boundaries, segment_edges,
+                                       segment_lower_edge, tscd_loss, tscd_targets)
+
+ABAR = sd_alphas_cumprod()
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return build_tiny_sd(tmp_path_factory.mktemp("hyper_sd_tiny"))
+
+
+# -- presets ---------------------------------------------------------------------------------------------------------
+def test_every_published_file_is_a_preset_with_the_card_settings():
+    files = {r.file for r in presets.RECIPES}
+    for label in ("SD15", "SDXL"):
+        for name in ("1step", "2steps", "4steps", "8steps", "8steps-CFG", "12steps-CFG"):
+            assert f"Hyper-{label}-{name}-lora.safetensors" in files
+    for n in (4, 8, 16):
+        assert f"Hyper-SD3-{n}steps-CFG-lora.safetensors" in files
+    assert {"Hyper-FLUX.1-dev-8steps-lora.safetensors", "Hyper-FLUX.1-dev-16steps-lora.safetensors",
+            "Hyper-SDXL-1step-Unet.safetensors"} <= files
+    r = presets.recipe
+    assert r("sd15-4step").scheduler == "ddim_trailing" and r("sd15-4step").guidance_scale == 0
+    assert r("sdxl-1step").scheduler == "tcd" and r("sdxl-1step").eta == 1.0 and r("sdxl-1step").max_steps == 8
+    assert r("sdxl-1step-unet").scheduler == "lcm" and r("sdxl-1step-unet").timesteps == (800,)
+    assert r("sd15-8step-cfg").guidance_range == (5.0, 8.0) and r("sd15-8step-cfg").negative_prompt
+    assert r("sd3-8step-cfg").lora_scale == 0.125 and r("flux-16step").lora_scale == 0.125
+    assert r("sd3-8step-cfg").min_steps == 6 and r("sd3-16step-cfg").min_steps == 12
+    assert r("sd15-1step").base_model == presets.SD15_BASE and r("sdxl-4step").base_model == presets.SDXL_BASE
+
+
+def test_registered_spec_lists_presets_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from zoo.registry import get_method; s = get_method('hyper-sd'); "
+            "print(len(s.presets), s.preset('sd15-1step').settings['scheduler'], 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(len(presets.RECIPES)), "tcd", "False"]
+
+
+def test_unknown_preset_is_one_line():
+    from zoo.registry import get_method
+
+    with pytest.raises(InputError, match="Unknown preset 'sd15-3step'.*valid presets: sd15-1step"):
+        get_method("hyper_sd").preset("sd15-3step")
+    with pytest.raises(InputError, match="Unknown Hyper-SD preset"):
+        presets.recipe("nope")
+
+
+# -- TSCD maths (H1-H4) ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("k", [8, 4, 2, 1])
+def test_segment_lower_edge_maps_each_segment_to_its_lower_edge(k):
+    edges = segment_edges(k)
+    assert edges[0] == 0 and edges[-1] == 1000 and len(edges) == k + 1
+    if k == 8:
+        assert all(e % 125 == 0 for e in edges)
+    t = torch.arange(1000)
+    lower = segment_lower_edge(t, k)
+    for m in range(1, k + 1):
+        inside = (t + 1 > edges[m - 1]) & (t + 1 <= edges[m])
+        assert torch.all(lower[inside] == edges[m - 1] - 1)
+    assert torch.all(lower < t) and torch.all(lower >= -1)
+    if k == 1:
+        assert torch.all(lower == CLEAN)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_trailing_timesteps_are_the_segment_edges(n):
+    from diffusers import DDIMScheduler
+
+    boundaries = segment_boundaries(n)
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                              timestep_spacing="trailing")
+    scheduler.set_timesteps(n)
+    assert scheduler.timesteps.tolist() == trailing_timesteps(n) == boundaries[1:][::-1]
+    # each sampling step jumps from one segment edge to the next lower one
+    for t in scheduler.timesteps.tolist():
+        assert segment_lower_edge(t, n).item() == boundaries[boundaries.index(t) - 1]
+
+
+def test_ddim_jump_identity_and_composition_across_segment_edges():
+    g = torch.Generator().manual_seed(0)
+    x, eps = torch.randn(3, 4, 8, 8, generator=g), torch.randn(3, 4, 8, 8, generator=g)
+    torch.testing.assert_close(ddim_jump(x, eps, 874, 874, ABAR), x)
+    edges = segment_boundaries(8)[::-1]  # 999, 874, ..., 124, -1
+    direct = ddim_jump(x, eps, 999, CLEAN, ABAR)
+    hopped = x
+    for t, s in zip(edges[:-1], edges[1:]):
+        hopped = ddim_jump(hopped, eps, t, s, ABAR)
+    torch.testing.assert_close(hopped, direct, rtol=1e-4, atol=1e-4)
+
+
+def test_consistency_loss_is_zero_when_student_target_and_teacher_agree():
+    """H3: student == EMA target == teacher (w = 1) and t' on the lower edge: both sides are the teacher's jump."""
+    g = torch.Generator().manual_seed(1)
+    x_t = torch.randn(4, 4, 8, 8, generator=g)
+    t = torch.tensor([999, 880, 700, 130])
+    k = 8
+    weights = torch.randn(4, 4, 1, 1, generator=g)
+
+    def net(x, tt):  # any deterministic "UNet"
+        return torch.tanh(torch.nn.functional.conv2d(x, weights)) + 1e-3 * tt.float().view(-1, 1, 1, 1)
+
+    skip = 1000  # one teacher step reaches the lower edge for every t
+    target, lower = tscd_targets(x_t, t, k, skip, net, net, ABAR)
+    assert torch.equal(previous_timestep(t, k, skip), lower)
+    loss = tscd_loss(net(x_t, t), x_t, t, target, lower, ABAR)
+    assert loss.item() < 1e-10
+    # a student that differs gives a positive loss
+    assert tscd_loss(net(x_t, t) + 0.1, x_t, t, target, lower, ABAR).item() > 1e-4
+
+
+def test_consistency_target_inside_a_segment_uses_the_target_network():
+    g = torch.Generator().manual_seed(2)
+    x_t = torch.randn(2, 4, 8, 8, generator=g)
+    t = torch.tensor([999, 979])
+    teacher = lambda x, tt: torch.zeros_like(x)  # noqa: E731
+    target_net = lambda x, tt: torch.ones_like(x)  # noqa: E731
+    target, lower = tscd_targets(x_t, t, 2, 20, teacher, target_net, ABAR)
+    assert lower.tolist() == [499, 499]
+    x_prev = ddim_jump(x_t, torch.zeros_like(x_t), t, t - 20, ABAR)
+    torch.testing.assert_close(target, ddim_jump(x_prev, torch.ones_like(x_t), t - 20, lower, ABAR))
+    torch.testing.assert_close(consistency_function(x_t, torch.zeros_like(x_t), t, 2, ABAR),
+                               ddim_jump(x_t, torch.zeros_like(x_t), t, lower, ABAR))
+
+
+# -- samplers (H5, H6) -----------------------------------------------------------------------------------------------
+def _sampler(tiny_dir, **settings):
+    return HyperSDSampler(SDComponents.from_folder(tiny_dir), ResolvedModel(tiny_dir, str(tiny_dir)), **settings)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_tcd_with_eta_zero_equals_ddim_on_the_trailing_grid(tiny_dir, n):
+    ddim = _sampler(tiny_dir, scheduler="ddim_trailing")
+    tcd = _sampler(tiny_dir, scheduler="tcd", timesteps=trailing_timesteps(n))
+    a = ddim("a red circle", steps=n, seed=5, output_type="pt")
+    b = tcd("a red circle", steps=n, seed=5, eta=0.0, output_type="pt")
+    assert a.nfe == b.nfe == n
+    torch.testing.assert_close(a.latents, b.latents, rtol=1e-5, atol=1e-5)
+
+
+def test_tcd_one_step_with_eta_one_returns_the_predicted_x0(tiny_dir):
+    sampler = _sampler(tiny_dir, scheduler="tcd")
+    c = sampler.components
+    result = sampler("a blue square", steps=1, seed=7, eta=1.0, output_type="pt")
+    latents = c.initial_latents(1, 16, 16, seed=7)
+    with torch.no_grad():
+        eps = c.unet(latents, 999, encoder_hidden_states=c.encode_prompt(["a blue square"])).sample
+    # TCD lands on timestep 0 (ᾱ_0 = 0.99915), i.e. x0_hat re-noised by sigma_0 ≈ 0.03 along eps
+    torch.testing.assert_close(result.latents, ddim_jump(latents, eps, 999, 0, c.alphas_cumprod), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_lcm_at_timestep_800_is_one_unet_call(tiny_dir):
+    sampler = _sampler(tiny_dir, scheduler="lcm", timesteps=[800], min_steps=1, max_steps=1)
+    seen = []
+    handle = sampler.components.unet.register_forward_pre_hook(lambda m, a: seen.append(int(a[1])))
+    try:
+        result = sampler("a circle", steps=1, seed=0)
+    finally:
+        handle.remove()
+    assert result.nfe == 1 and seen == [800] and result.metadata["timesteps"] == [800]
+
+
+def test_steps_outside_the_preset_range_is_one_line(tiny_dir):
+    sampler = _sampler(tiny_dir, scheduler="ddim_trailing", min_steps=4, max_steps=8)
+    sampler.preset = "sd15-4step"
+    with pytest.raises(InputError, match=r"steps=2 is out of range for preset 'sd15-4step': use 4\.\.8"):
+        sampler("a circle", steps=2)
+
+
+# -- loading: student folders, LoRA files, the hub -------------------------------------------------------------------
+def _write_lora(tiny_dir, path, seed=0):
+    from diffusers import UNet2DConditionModel
+
+    from zoo.diffusion.lora_io import save_lora
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_dir / "unet")
+    return save_lora(kohya_lora_for(unet, rank=4, alpha=4.0, seed=seed, std=0.05), path)
+
+
+def test_student_folder_loads_base_plus_lora_and_fused_equals_live(tiny_dir, tmp_path):
+    import json
+
+    student = tmp_path / "student"
+    _write_lora(tiny_dir, student / "lora.safetensors")
+    (student / "zoo.json").write_text(json.dumps({
+        "method": "hyper_sd", "task": "text-to-image", "base_model": str(tiny_dir), "lora": "lora.safetensors",
+        "sampler": {"scheduler": "tcd", "steps": 2, "eta": 0.5, "min_steps": 1, "max_steps": 8}}))
+    fused = build_sampler(str(student))
+    live = build_sampler(str(student), fuse=False)
+    base = build_sampler(str(tiny_dir), scheduler="tcd", min_steps=1, max_steps=8)
+    a = fused("a red circle", seed=3, output_type="pt")
+    b = live("a red circle", seed=3, output_type="pt")
+    c = base("a red circle", steps=2, seed=3, eta=0.5, output_type="pt")
+    assert a.nfe == 2 and a.metadata["eta"] == 0.5 and a.metadata["method"] == "hyper_sd"
+    torch.testing.assert_close(a.latents, b.latents, rtol=1e-4, atol=1e-4)
+    assert (a.latents - c.latents).abs().max() > 1e-3
+
+
+def test_lora_for_another_base_model_fails_with_one_line(tiny_dir, tmp_path):
+    wide = build_tiny_sd(tmp_path / "wide", cross_attention_dim=48)
+    path = _write_lora(wide, tmp_path / "other.safetensors")
+    with pytest.raises(WeightsError, match="does not fit this base model") as info:
+        build_sampler(str(tiny_dir), lora=str(path))
+    assert "\n" not in str(info.value)
+
+
+def test_end_to_end_preset_through_the_hub(hub_server, tiny_dir, tmp_path):
+    """``zoo run hyper-sd --preset sd15-1step``: base model and kohya LoRA served by olah, fused, TCD one step."""
+    from click.testing import CliRunner
+
+    from zoo.cli import main
+    from zoo.sampling import read_metadata
+
+    lora_file = _write_lora(tiny_dir, tmp_path / "Hyper-SD15-1step-lora.safetensors", seed=9)
+    hub_server.add_repo(presets.SD15_BASE, tiny_dir, replace=True)
+    hub_server.add_repo(presets.REPO, {"Hyper-SD15-1step-lora.safetensors": lora_file,
+                                       "README.md": "tiny look-alike\n"}, replace=True)
+    out = tmp_path / "image.png"
+    result = CliRunner().invoke(main, ["run", "hyper-sd", "--preset", "sd15-1step", "-p", "a red circle",
+                                       "--seed", "4", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    meta = read_metadata(out)
+    assert meta["nfe"] == 1 and meta["preset"] == "sd15-1step" and meta["scheduler"] == "tcd" and meta["eta"] == 1.0
+
+    sampler = build_sampler(None, preset="sd15-1step")
+    ours = sampler("a red circle", seed=4, output_type="pt")
+    # the same thing by hand: base + fused LoRA + one TCD step with eta = 1
+    from zoo.diffusion.lora_io import fuse_lora, load_lora
+
+    manual = _sampler(tiny_dir, scheduler="tcd")
+    fuse_lora(load_lora(lora_file), {"unet": manual.components.unet})
+    expected = manual("a red circle", steps=1, seed=4, eta=1.0, output_type="pt")
+    torch.testing.assert_close(ours.latents, expected.latents, rtol=1e-5, atol=1e-5)
+    plain = _sampler(tiny_dir, scheduler="tcd")("a red circle", steps=1, seed=4, eta=1.0, output_type="pt")
+    assert (ours.latents - plain.latents).abs().max() > 1e-3  # the LoRA was applied
+
+    bad = CliRunner().invoke(main, ["run", "hyper-sd", "--preset", "sd15-1step", "--steps", "9", "-p", "x",
+                                    "-o", str(tmp_path / "b.png")])
+    assert bad.exit_code == 1 and "steps=9 is out of range for preset 'sd15-1step': use 1..8" in bad.output
+    assert bad.output.count("\n") == 1
