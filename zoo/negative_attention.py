@@ -1,0 +1,122 @@
+"""Negative-Away Steer Attention (NASA): negative prompts for one- and few-step samplers at no extra UNet call.
+
+Paper: "SNOOPI: Supercharged One-step Diffusion Distillation with Proper Guidance" / v3 "Supercharged One-step
+Text-to-Image Diffusion Models with Negative Prompts", Nguyen et al., arXiv 2412.02687 (v3 §5.1, Eq. 7-9,
+Algorithm 1). Official code: https://github.com/VinAIResearch/SNOOPI (not copied; written from the paper).
+
+In every cross-attention layer the image queries attend to the positive and to the negative text with the *same*
+projections, and the negative result is subtracted before the output projection::
+
+    Z+ = softmax(Q K+^T / sqrt(d)) V+          K+, V+ from the prompt embedding        (Eq. 7)
+    Z- = softmax(Q K-^T / sqrt(d)) V-          K-, V- from the negative embedding      (Eq. 8)
+    Z  = Z+ - alpha * Z-                       then to_out, residual, rescale          (Eq. 9)
+
+Self-attention layers are untouched. The cost is one extra attention per cross-attention layer (≈ +2 % FLOPs),
+not a second UNet evaluation as with CFG. It lives in the core so that *every* text-to-image sampler supports
+``sampler(prompt, negative_prompt=..., nasa_alpha=...)`` (see :class:`zoo.t2i.TextToImageSampler`); the SNOOPI
+plugin re-exports it and uses it for NASA-T training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Iterator
+
+import torch
+
+from zoo.attention import ZooAttnProcessor, replace_cross_attention, resolve_backend
+
+NASA_OPTION = "nasa_alpha"
+"""Sampler keyword that turns NASA on."""
+
+
+class NASAAttnProcessor(ZooAttnProcessor):
+    """Cross-attention processor of NASA (SNOOPI Algorithm 1) on the zoo's SDPA / xformers kernels.
+
+    Attributes:
+        negative: negative-prompt embeddings ``[B, M, D]`` (None: behave as plain attention).
+        alpha: NASA strength, a float or a per-sample tensor ``[B]`` (NASA-T draws one per sample).
+    """
+
+    def __init__(self, backend: str = "sdpa", negative: torch.Tensor | None = None,
+                 alpha: float | torch.Tensor = 0.0) -> None:
+        super().__init__(backend)
+        self.negative = negative
+        self.alpha = alpha
+
+    def _negative_for(self, batch: int) -> torch.Tensor:
+        negative = self.negative
+        if negative.shape[0] != batch:
+            if batch % negative.shape[0]:
+                raise ValueError(f"NASA: {negative.shape[0]} negative embeddings cannot cover a batch of {batch}")
+            negative = negative.repeat(batch // negative.shape[0], 1, 1)
+        return negative
+
+    def _alpha_for(self, batch: int, like: torch.Tensor):
+        alpha = self.alpha
+        if isinstance(alpha, torch.Tensor) and alpha.ndim == 1:
+            if alpha.shape[0] != batch:
+                alpha = alpha.repeat(batch // alpha.shape[0])
+            return alpha.view(batch, 1, 1, 1).to(like)
+        return float(alpha)
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
+                 **kwargs):
+        if encoder_hidden_states is None or self.negative is None:
+            return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        # 1. Queries from the image tokens (norms, reshapes as the standard processor).
+        _, query, restore = self.prepare(attn, hidden_states, temb)
+        batch = query.shape[0]
+        positive = encoder_hidden_states
+        negative = self._negative_for(batch).to(positive)
+        if attn.norm_cross:
+            positive = attn.norm_encoder_hidden_states(positive)
+            negative = attn.norm_encoder_hidden_states(negative)
+        # 2. Eq. 7: positive branch.  3. Eq. 8: negative branch, same W_k, W_v.
+        key_pos, value_pos = self.project_kv(attn, positive)
+        key_neg, value_neg = self.project_kv(attn, negative)
+        z_pos = self.attend(query, key_pos, value_pos)
+        z_neg = self.attend(query, key_neg, value_neg)
+        # 4. Eq. 9: steer away from the negative features before the output projection.
+        z = z_pos - self._alpha_for(batch, z_pos) * z_neg
+        return self.finish(attn, z, restore, query.dtype)
+
+
+def _backend_of(model: torch.nn.Module) -> str:
+    for processor in model.attn_processors.values():
+        if isinstance(processor, ZooAttnProcessor):
+            return processor.backend
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = None
+    return resolve_backend("auto", device)
+
+
+@contextlib.contextmanager
+def negative_attention(unet: torch.nn.Module, negative: torch.Tensor,
+                       alpha: float | torch.Tensor) -> Iterator[dict[str, NASAAttnProcessor]]:
+    """Within the block every cross-attention layer of ``unet`` runs NASA with ``negative`` embeddings and strength
+    ``alpha``; the previous processors are restored on exit. Yields the installed processors by name."""
+    previous = dict(unet.attn_processors)
+    backend = _backend_of(unet)
+    installed = replace_cross_attention(unet, lambda name, old: NASAAttnProcessor(backend, negative, alpha))
+    try:
+        yield installed
+    finally:
+        unet.set_attn_processor(previous)
+
+
+def nasa_for_call(unet: torch.nn.Module, encode, negatives: list[str] | None, alpha) -> contextlib.AbstractContextManager:
+    """The context a sampler call runs in: NASA when ``alpha`` is given with negative prompts, else nothing.
+
+    ``encode`` turns prompts into embeddings. A ``nasa_alpha`` without a negative prompt is a no-op with a warning.
+    """
+    if alpha is None or (not isinstance(alpha, torch.Tensor) and float(alpha) == 0.0):
+        return contextlib.nullcontext()
+    if not negatives:
+        warnings.warn("nasa_alpha was given without a negative_prompt: NASA has nothing to steer away from and is "
+                      "off; pass negative_prompt='...'", UserWarning, stacklevel=3)
+        return contextlib.nullcontext()
+    return negative_attention(unet, encode(negatives), alpha)
