@@ -31,6 +31,11 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
     monkeypatch.setenv("HF_HUB_CACHE", str(home / "hf" / "hub"))
     monkeypatch.setenv("ZOO_HOME", str(home / "zoo"))
+    # huggingface_hub reads these at import time; patch the constants too so direct callers use the temp cache.
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HOME", str(home / "hf"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(home / "hf" / "hub"))
     yield
 
 

@@ -199,7 +199,11 @@ class TextToImageSampler:
     def __init__(self, components: SDComponents, model: ResolvedModel | None = None, **settings: Any) -> None:
         self.components = components
         self.model = model
-        manifest_settings = dict((model.manifest or {}).get("sampler", {})) if model is not None else {}
+        manifest = dict(model.manifest or {}) if model is not None else {}
+        # A manifest's recommended settings apply to the method that made the model, not to another method's
+        # sampler run on it (e.g. a distillation sampler on the base model).
+        same_method = manifest.get("method") in (None, self.method)
+        manifest_settings = dict(manifest.get("sampler", {})) if same_method else {}
         self.settings = {**manifest_settings, **{k: v for k, v in settings.items() if v is not None}}
         if "steps" in self.settings:
             self.default_steps = int(self.settings.pop("steps"))

@@ -16,6 +16,9 @@ COMMAND_MODULES = (
     "zoo.cli.registry_cmds",
     "zoo.cli.hub_cmds",
     "zoo.cli.train_cmds",
+    "zoo.cli.testbed_cmds",
+    "zoo.cli.run_cmds",
+    "zoo.cli.scaffold_cmds",
 )
 
 
