@@ -1,0 +1,23 @@
+"""The fixed benchmark prompt set of the testbed (used by ``scripts/bench_quality.py`` and the tests).
+
+Every colour-shape pair (12 prompts), every shape alone (3) and every colour alone (4): 19 prompts. Each is sampled
+with :data:`SEEDS_PER_PROMPT` seeds as one batch whose initial noise comes from the prompt's seed
+``BASE_SEED + index``, so every method sees exactly the same noise for the same prompt.
+"""
+
+from __future__ import annotations
+
+from zoo.testbed.data import COLORS, SHAPES, caption_for
+
+SEEDS_PER_PROMPT = 16
+BASE_SEED = 1000
+
+FULL_PROMPTS = tuple(caption_for(shape, color) for color in COLORS for shape in SHAPES)
+SHAPE_PROMPTS = tuple(caption_for(shape, None) for shape in SHAPES)
+COLOR_PROMPTS = tuple(caption_for(None, color) for color in COLORS)
+BENCHMARK_PROMPTS = FULL_PROMPTS + SHAPE_PROMPTS + COLOR_PROMPTS
+
+
+def benchmark_jobs(prompts: tuple[str, ...] = BENCHMARK_PROMPTS) -> list[tuple[str, int]]:
+    """``(prompt, seed)`` per batch: the seed of a prompt's batch is ``BASE_SEED + its index``."""
+    return [(prompt, BASE_SEED + index) for index, prompt in enumerate(prompts)]
