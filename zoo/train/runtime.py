@@ -311,6 +311,7 @@ class _Runtime:
         train_cfg = self.config.train
         try:
             self.accelerator = Accelerator(
+                cpu=_cpu_only_distributed(),
                 mixed_precision=train_cfg.mixed_precision,
                 kwargs_handlers=[DistributedDataParallelKwargs(
                     find_unused_parameters=bool(train_cfg.ddp_find_unused_parameters))])
@@ -678,6 +679,19 @@ class _Runtime:
                 self.accelerator.end_training()
             finally:
                 _reset_accelerate_state()
+
+
+def _cpu_only_distributed() -> bool:
+    """True for several processes (torchrun / ``accelerate launch --multi_gpu``) on a machine without an accelerator.
+
+    accelerate picks its multi-CPU (gloo) mode only when told to run on the CPU, and its ``--cpu`` launcher starts
+    several processes only through mpirun; so a torchrun-style launch on a CPU-only machine is switched to CPU here.
+    """
+    import os
+
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("LOCAL_RANK", "-1")) >= 0
+    has_xpu = hasattr(torch, "xpu") and torch.xpu.is_available()
+    return launched and not torch.cuda.is_available() and not has_xpu
 
 
 def _reset_accelerate_state() -> None:
