@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "zoo.cli.testbed_cmds",
     "zoo.cli.run_cmds",
     "zoo.cli.scaffold_cmds",
+    "zoo.cli.sr_cmds",
 )
 
 
