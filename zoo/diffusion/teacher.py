@@ -108,6 +108,8 @@ class SharedBaseTeacher:
     # -- predictions ----------------------------------------------------------------------------------------------
     def _guided(self, x_t, t, cond, uncond, guidance_scale):
         t = torch.as_tensor(t, device=x_t.device)
+        if not isinstance(guidance_scale, torch.Tensor) and float(guidance_scale) == 1.0:
+            uncond = None  # w = 1 is the conditional prediction exactly; skip the unconditional half
         if uncond is None:
             return self.unet(x_t, t.expand(x_t.shape[0]) if t.ndim else t, encoder_hidden_states=cond).sample
         t2 = torch.cat([t, t]) if t.ndim else t
