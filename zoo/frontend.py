@@ -19,19 +19,21 @@ TEXT_TO_IMAGE = "text-to-image"
 SUPER_RESOLUTION = "super-resolution"
 
 
-def method_choices(task: str, with_auto: bool = True) -> list[str]:
-    """``["auto", *registered methods of task]`` — so every method that lands appears without front-end changes."""
-    from zoo.registry import list_methods
+def _specs(task: str, registry: Any = None) -> list:
+    from zoo.registry import get_registry
 
-    names = [spec.name for spec in list_methods(task=task)]
+    return (registry or get_registry()).list(task=task)
+
+
+def method_choices(task: str, with_auto: bool = True, registry: Any = None) -> list[str]:
+    """``["auto", *registered methods of task]`` — so every method that lands appears without front-end changes."""
+    names = [spec.name for spec in _specs(task, registry)]
     return [AUTO, *names] if with_auto else names
 
 
-def preset_choices(task: str = TEXT_TO_IMAGE) -> list[str]:
+def preset_choices(task: str = TEXT_TO_IMAGE, registry: Any = None) -> list[str]:
     """Every preset of every registered method of ``task``, as ``method.preset`` keys (e.g. Hyper-SD's recipes)."""
-    from zoo.registry import list_methods
-
-    return [f"{spec.name}.{preset.name}" for spec in list_methods(task=task) for preset in spec.presets]
+    return [f"{spec.name}.{preset.name}" for spec in _specs(task, registry) for preset in spec.presets]
 
 
 def split_preset_key(key: str) -> tuple[str, str]:

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "zoo.cli.run_cmds",
     "zoo.cli.scaffold_cmds",
     "zoo.cli.sr_cmds",
+    "zoo.cli.serve_cmds",
 )
 
 

@@ -1,0 +1,218 @@
+"""The gradio demo behind ``zoo serve``: every registered text-to-image method and every super-resolution method.
+
+Tabs:
+
+* **Text to image** — method (``auto`` = the method named in the model's ``zoo.json``), model reference, preset,
+  prompt, negative prompt (CFG branch, or NASA with ``nasa_alpha``), steps, guidance, seed, batch, size. Shows the
+  images, NFE and time per image; the downloadable PNGs carry every generation parameter in their text chunks
+  (:func:`zoo.sampling.save_image`, read back with :func:`zoo.sampling.read_metadata`). API name ``generate``.
+* **Super-resolution** — IMDN, YONOS-SR and any other registered SR method; scale, tile size, steps, seed.
+  API name ``upscale``.
+
+Handlers call :func:`zoo.frontend.load` (= :func:`zoo.loading.load_sampler`, what ``zoo run`` uses) and the sampler
+itself; loaded samplers are kept in a one-entry cache so repeated clicks reuse the weights. Method lists come from the
+registry when the demo is built, so a newly installed plugin needs no change here. Nothing binds to anything but
+127.0.0.1 unless ``zoo serve --host`` says so.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import InputError, ZooError, require_extra
+from zoo.frontend import AUTO, SUPER_RESOLUTION, TEXT_TO_IMAGE, load, method_choices, upscale
+
+NO_PRESET = "(none)"
+
+
+class SamplerCache:
+    """Keeps the most recently used sampler (weights are the expensive part; one model at a time fits any GPU)."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._value: tuple | None = None
+        self._lock = threading.Lock()
+
+    def get(self, task: str, method: str, model: str, preset: str | None, device: str) -> tuple[Any, Any]:
+        key = (task, method or AUTO, (model or "").strip(), preset, device)
+        with self._lock:
+            if key != self._key:
+                self._key, self._value = None, None  # free the old weights before loading new ones
+                self._value = load(task, method, model, device=device, dtype="auto", preset=preset)
+                self._key = key
+            return self._value
+
+
+def _output_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="distill-zoo-app-"))
+
+
+def _progress_callback(progress: Any, description: str):
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress((done, total), desc=description)
+    return report
+
+
+class DemoHandlers:
+    """The functions behind the buttons (plain Python: unit-testable without launching gradio)."""
+
+    def __init__(self, registry: Any = None) -> None:
+        self.registry = registry
+        self.cache = SamplerCache()
+
+    def presets_for(self, method: str) -> list[str]:
+        from zoo.registry import get_registry
+
+        registry = self.registry or get_registry()
+        if not method or method == AUTO or method not in registry:
+            return [NO_PRESET]
+        return [NO_PRESET, *(p.name for p in registry.get(method).presets)]
+
+    def generate(self, method: str, model: str, preset: str, prompt: str, negative_prompt: str, steps: float,
+                 guidance_scale: float, seed: float, batch_size: float, width: float, height: float,
+                 nasa_alpha: float, device: str = "auto", progress: Any = None) -> tuple[list, str, list[str]]:
+        """Returns (gallery items, info markdown, PNG paths with metadata)."""
+        from zoo.sampling import save_image
+
+        if not (prompt or "").strip():
+            raise InputError("Enter a prompt")
+        preset_name = None if preset in (None, "", NO_PRESET) else preset
+        spec, sampler = self.cache.get(TEXT_TO_IMAGE, method, model, preset_name, device)
+        options = {"nasa_alpha": float(nasa_alpha)} if nasa_alpha is not None and nasa_alpha >= 0 else {}
+        result = sampler(prompt, negative_prompt=negative_prompt or None, steps=int(steps) or None,
+                         guidance_scale=None if guidance_scale is None or guidance_scale < 0 else float(guidance_scale),
+                         seed=int(seed), height=int(height) or None, width=int(width) or None,
+                         batch_size=int(batch_size), progress=_progress_callback(progress, "sampling"), **options)
+        folder = _output_dir()
+        name = result.metadata.get("method", spec.name if spec else "base")
+        paths = []
+        for index, image in enumerate(result.images):
+            path = folder / f"{name}-seed{int(seed)}-{index}.png"
+            save_image(image, path, {**result.metadata, "batch_index": index})
+            paths.append(str(path))
+        seconds = float(result.metadata.get("seconds_per_image", 0.0))
+        info = (f"**{name}** · {result.nfe} network evaluations (NFE) per image · {seconds * 1000:.0f} ms per image · "
+                f"steps {result.metadata.get('steps')} · guidance {result.metadata.get('guidance_scale')} · "
+                f"seed {int(seed)}")
+        return [(p, f"{name} #{i}") for i, p in enumerate(paths)], info, paths
+
+    def upscale(self, method: str, model: str, image: Any, scale: float, tile: float, steps: float, seed: float,
+                device: str = "auto", progress: Any = None) -> tuple[str, str, str]:
+        """Returns (upscaled PNG path, info markdown, the same path for download)."""
+        from zoo.sampling import save_image
+
+        if image is None:
+            raise InputError("Upload an image to upscale")
+        spec, sampler = self.cache.get(SUPER_RESOLUTION, method, model, None, device)
+        result = upscale(sampler, image.convert("RGB"), scale=int(scale) or None, tile=int(tile) or None,
+                         steps=int(steps), seed=int(seed), progress=_progress_callback(progress, "upscaling"))
+        output = result.images[0]
+        if not hasattr(output, "save"):
+            from zoo.sampling import SampleResult  # noqa: F401 - contract: SR samplers return PIL images
+            raise InputError("The SR sampler returned no PIL image; it does not follow the sampler contract")
+        name = result.metadata.get("method", spec.name if spec else "sr")
+        path = _output_dir() / f"{name}-x{output.width // image.width}.png"
+        save_image(output, path, {**result.metadata, "input_size": list(image.size)})
+        info = (f"**{name}** · {image.width}x{image.height} → {output.width}x{output.height} · "
+                f"{result.nfe} network evaluations")
+        return str(path), info, str(path)
+
+
+def _guarded(function):
+    """Turn ZooErrors into gr.Error so the user sees the one-line message instead of a generic failure."""
+    import functools
+
+    import gradio as gr
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except ZooError as exc:
+            raise gr.Error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    return wrapper
+
+
+def build_demo(registry: Any = None) -> "gr.Blocks":  # noqa: F821
+    """The gradio Blocks app. ``registry`` lists the methods (default: the process-wide registry)."""
+    gr = require_extra("gradio", "ui", "The distill-zoo web demo")
+    handlers = DemoHandlers(registry)
+    t2i_methods = method_choices(TEXT_TO_IMAGE, registry=registry)
+    sr_methods = method_choices(SUPER_RESOLUTION, registry=registry)
+    devices = ["auto", "cpu", "cuda"]
+
+    def generate(method, model, preset, prompt, negative_prompt, steps, guidance_scale, seed, batch_size, width,
+                 height, nasa_alpha, device, progress=gr.Progress(track_tqdm=True)):
+        return _guarded(handlers.generate)(method, model, preset, prompt, negative_prompt, steps, guidance_scale,
+                                           seed, batch_size, width, height, nasa_alpha, device, progress)
+
+    def upscale_image(method, model, image, scale, tile, steps, seed, device, progress=gr.Progress(track_tqdm=True)):
+        return _guarded(handlers.upscale)(method, model, image, scale, tile, steps, seed, device, progress)
+
+    def update_presets(method):
+        choices = handlers.presets_for(method)
+        return gr.Dropdown(choices=choices, value=NO_PRESET)
+
+    with gr.Blocks(title="distill-zoo") as demo:
+        gr.Markdown("# distill-zoo\nFew-step distilled text-to-image models and distilled super-resolution, "
+                    "from one registry.")
+        with gr.Tab("Text to image"):
+            with gr.Row():
+                with gr.Column():
+                    method = gr.Dropdown(t2i_methods, value=AUTO, label="Method", elem_id="t2i-method",
+                                         info="auto: the method named in the model's zoo.json")
+                    model = gr.Textbox(label="Model", placeholder="empty: the method's default model; or org/repo, "
+                                       "hf-hub:org/repo@rev, a folder, pkg:package/dir", elem_id="t2i-model")
+                    preset = gr.Dropdown([NO_PRESET], value=NO_PRESET, label="Preset", elem_id="t2i-preset",
+                                         allow_custom_value=True)
+                    prompt = gr.Textbox(label="Prompt", lines=2, value="a red circle")
+                    negative = gr.Textbox(label="Negative prompt", lines=1,
+                                          info="CFG branch when guidance > 1; NASA when NASA alpha > 0")
+                    nasa_alpha = gr.Slider(-1, 2, value=-1, step=0.05, label="NASA alpha",
+                                           info="-1: the method's default (SNOOPI: on, others: off); 0: off")
+                    with gr.Row():
+                        steps = gr.Slider(0, 50, value=0, step=1, label="Steps (0: recommended)")
+                        guidance = gr.Slider(-1, 20, value=-1, step=0.5, label="Guidance (-1: recommended)")
+                    with gr.Row():
+                        seed = gr.Number(0, precision=0, label="Seed")
+                        batch = gr.Slider(1, 8, value=1, step=1, label="Batch")
+                    with gr.Row():
+                        width = gr.Number(0, precision=0, label="Width (0: native)")
+                        height = gr.Number(0, precision=0, label="Height (0: native)")
+                        device = gr.Dropdown(devices, value="auto", label="Device")
+                    run = gr.Button("Generate", variant="primary")
+                with gr.Column():
+                    gallery = gr.Gallery(label="Images", format="png")
+                    info = gr.Markdown()
+                    files = gr.File(label="PNG files with generation parameters", file_count="multiple")
+            method.change(update_presets, inputs=method, outputs=preset, api_visibility="private")
+            run.click(generate, inputs=[method, model, preset, prompt, negative, steps, guidance, seed, batch, width,
+                                        height, nasa_alpha, device],
+                      outputs=[gallery, info, files], api_name="generate")
+        with gr.Tab("Super-resolution"):
+            with gr.Row():
+                with gr.Column():
+                    sr_method = gr.Dropdown(sr_methods, value=sr_methods[1] if len(sr_methods) > 1 else AUTO,
+                                            label="Method", elem_id="sr-method")
+                    sr_model = gr.Textbox(label="Model", placeholder="empty: the method's default model")
+                    image = gr.Image(type="pil", label="Input image", image_mode="RGB")
+                    with gr.Row():
+                        scale = gr.Number(0, precision=0, label="Scale (0: the model's)")
+                        tile = gr.Number(0, precision=0, label="Tile size (0: whole image)")
+                    with gr.Row():
+                        sr_steps = gr.Slider(1, 50, value=1, step=1, label="Steps (diffusion SR only)")
+                        sr_seed = gr.Number(0, precision=0, label="Seed")
+                        sr_device = gr.Dropdown(devices, value="auto", label="Device")
+                    sr_run = gr.Button("Upscale", variant="primary")
+                with gr.Column():
+                    upscaled = gr.Image(type="filepath", label="Upscaled", format="png")
+                    sr_info = gr.Markdown()
+                    sr_file = gr.File(label="PNG with parameters")
+            sr_run.click(upscale_image, inputs=[sr_method, sr_model, image, scale, tile, sr_steps, sr_seed, sr_device],
+                         outputs=[upscaled, sr_info, sr_file], api_name="upscale")
+    demo.queue(default_concurrency_limit=1)
+    return demo
