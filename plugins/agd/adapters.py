@@ -1,0 +1,217 @@
+"""AGD adapters: small cross-attention modules added to every ``attn2`` of a frozen UNet, conditioned on the
+guidance scale ω, the timestep and the prompt, so that ONE forward pass reproduces the CFG output.
+
+Paper: "Efficient Distillation of Classifier-Free Guidance using Adapters", Jensen & Sadat, arXiv 2503.07274 (TMLR).
+Official code: github.com/cristianpjensen/agd (MIT; ``agd/models/attention.py``, ``agd/adapters/inject_adapters.py``).
+Written from the description in methods.md §4(a); nothing is copied.
+
+Differences from the reference: the adapter is attached with forward hooks on the ``attn2`` modules (the UNet's module
+tree and attention processors stay untouched, so zoo attention backends and other processors keep working) instead of
+replacing the modules with wrappers; separate key and value projections of the condition tokens.
+
+Adapter (the paper's "cross-attention adapter")::
+
+    tokens = [ScalarEncoder(ω), Linear(t_emb), Linear(prompt tokens)] + sinusoidal positions     # [B, 2 + L, d]
+    a      = softmax(q_proj(h) k(tokens)^T / sqrt(d)) v(tokens)                                # single head
+    attn2'(h) = attn2(h) + out_proj(a)            # out_proj zero-initialised: identity at init (methods.md §4(h) 1)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ScalarEncoder(nn.Module):
+    """Random Fourier features ``cos(2π (f s + φ))`` of a scalar (fixed buffers), then MLP (×4, ReLU), LayerNorm."""
+
+    def __init__(self, dim: int, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.register_buffer("freqs", torch.randn(dim, generator=generator))
+        self.register_buffer("phases", torch.rand(dim, generator=generator))
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.ReLU(), nn.Linear(4 * dim, dim))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, scalar: torch.Tensor) -> torch.Tensor:
+        features = torch.cos(2 * math.pi * (scalar.float()[:, None] * self.freqs + self.phases))
+        return self.norm(self.mlp(features.to(self.freqs.dtype)))
+
+
+def sinusoidal_positions(length: int, dim: int, device=None, dtype=None) -> torch.Tensor:
+    """Transformer sinusoidal position encodings ``[length, dim]``."""
+    position = torch.arange(length, dtype=torch.float32, device=device)[:, None]
+    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim, device=device)
+    table[:, 0::2] = torch.sin(position * div)
+    table[:, 1::2] = torch.cos(position * div[: dim // 2])
+    return table.to(dtype or torch.float32)
+
+
+class AttentionAdapter(nn.Module):
+    """One AGD cross-attention adapter (see the module docstring)."""
+
+    def __init__(self, input_dim: int, output_dim: int, hidden_dim: int, temb_dim: int, prompt_dim: int,
+                 use_timestep: bool = True, use_prompt: bool = True) -> None:
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.q_proj = nn.Linear(input_dim, hidden_dim)
+        self.guidance_encoder = ScalarEncoder(hidden_dim)
+        self.t_proj = nn.Linear(temb_dim, hidden_dim) if use_timestep else None
+        self.prompt_proj = nn.Linear(prompt_dim, hidden_dim) if use_prompt else None
+        self.k_proj = nn.Linear(hidden_dim, hidden_dim)
+        self.v_proj = nn.Linear(hidden_dim, hidden_dim)
+        self.out_proj = nn.Linear(hidden_dim, output_dim)
+        nn.init.zeros_(self.out_proj.weight)  # identity at init
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, hidden_states: torch.Tensor, guidance: torch.Tensor, temb: torch.Tensor | None,
+                prompt: torch.Tensor | None) -> torch.Tensor:
+        # 1. condition tokens: [ω, t, prompt tokens] + positions
+        tokens = [self.guidance_encoder(guidance)[:, None]]
+        if self.t_proj is not None:
+            tokens.append(self.t_proj(temb)[:, None])
+        if self.prompt_proj is not None:
+            tokens.append(self.prompt_proj(prompt))
+        context = torch.cat(tokens, dim=1)
+        context = context + sinusoidal_positions(context.shape[1], self.hidden_dim, context.device, context.dtype)
+        # 2. single-head attention of the image tokens over the condition tokens (scale 1/sqrt(d))
+        query = self.q_proj(hidden_states)[:, None]
+        out = F.scaled_dot_product_attention(query, self.k_proj(context)[:, None], self.v_proj(context)[:, None])
+        # 3. back to the block's width; added to attn2's output by the hook
+        return self.out_proj(out[:, 0])
+
+
+def cross_attention_modules(unet: nn.Module) -> dict[str, nn.Module]:
+    """Every cross-attention module (``...attn2``) of a diffusers UNet, by name."""
+    found = {name: module for name, module in unet.named_modules() if name.endswith("attn2")}
+    if not found:
+        from zoo.errors import InputError
+
+        raise InputError(f"{type(unet).__name__} has no cross-attention ('attn2') modules for AGD adapters")
+    return found
+
+
+class AGDAdapters(nn.Module):
+    """All adapters of one UNet plus the hooks that feed them.
+
+    Usage::
+
+        adapters = AGDAdapters.for_unet(unet, hidden_dim=64)
+        adapters.attach(unet)
+        adapters.set_guidance(5.0)            # ω per image (float or [B] tensor)
+        eps = unet(x_t, t, encoder_hidden_states=cond).sample     # ≈ CFG output at ω, one pass
+        with adapters.disabled(): ...          # the frozen base model
+
+    The UNet pre-hook records the timestep (through the base's frozen ``time_proj``/``time_embedding``) and the prompt
+    embeddings of each call; the ``attn2`` hooks add the adapter outputs.
+    """
+
+    def __init__(self, layer_dims: dict[str, tuple[int, int]], hidden_dim: int, temb_dim: int, prompt_dim: int,
+                 use_timestep: bool = True, use_prompt: bool = True) -> None:
+        super().__init__()
+        self.config = {"hidden_dim": hidden_dim, "temb_dim": temb_dim, "prompt_dim": prompt_dim,
+                       "use_timestep": use_timestep, "use_prompt": use_prompt,
+                       "layers": {k: list(v) for k, v in layer_dims.items()}}
+        self.layers = nn.ModuleDict({
+            name.replace(".", "__"): AttentionAdapter(dims[0], dims[1], hidden_dim, temb_dim, prompt_dim,
+                                                      use_timestep, use_prompt)
+            for name, dims in layer_dims.items()})
+        self.enabled = True
+        self._guidance: torch.Tensor | float = 1.0
+        self._temb: torch.Tensor | None = None
+        self._prompt: torch.Tensor | None = None
+        self._handles: list[Any] = []
+
+    @classmethod
+    def for_unet(cls, unet: nn.Module, hidden_dim: int = 320, use_timestep: bool = True,
+                 use_prompt: bool = True) -> "AGDAdapters":
+        dims = {name: (module.to_q.in_features, module.to_out[0].out_features)
+                for name, module in cross_attention_modules(unet).items()}
+        temb_dim = unet.time_embedding.linear_2.out_features
+        return cls(dims, hidden_dim, temb_dim, unet.config.cross_attention_dim, use_timestep, use_prompt)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "AGDAdapters":
+        return cls({k: tuple(v) for k, v in config["layers"].items()}, config["hidden_dim"], config["temb_dim"],
+                   config["prompt_dim"], config.get("use_timestep", True), config.get("use_prompt", True))
+
+    # -- conditioning ---------------------------------------------------------------------------------------------
+    def set_guidance(self, guidance: torch.Tensor | float) -> None:
+        """ω for the next UNet calls: a float or a ``[B]`` tensor (per image)."""
+        self._guidance = guidance
+
+    def _guidance_for(self, batch: int, device, dtype) -> torch.Tensor:
+        value = torch.as_tensor(self._guidance, dtype=torch.float32, device=device).reshape(-1)
+        if value.numel() == 1:
+            value = value.expand(batch)
+        if value.numel() != batch:
+            raise ValueError(f"AGD guidance has {value.numel()} values for a UNet batch of {batch}")
+        return value
+
+    # -- hooks ----------------------------------------------------------------------------------------------------
+    def attach(self, unet: nn.Module) -> "AGDAdapters":
+        """Install the hooks on ``unet`` (idempotent)."""
+        self.detach()
+        modules = cross_attention_modules(unet)
+        missing = [n for n in self.config["layers"] if n not in modules]
+        if missing:
+            from zoo.errors import WeightsError
+
+            raise WeightsError(f"AGD adapters do not fit this UNet: it has no module {missing[0]!r}; use the base "
+                               f"model the adapters were trained on")
+
+        def unet_pre_hook(module, args, kwargs):
+            sample = args[0] if args else kwargs["sample"]
+            timestep = args[1] if len(args) > 1 else kwargs["timestep"]
+            prompt = args[2] if len(args) > 2 else kwargs.get("encoder_hidden_states")
+            t = torch.as_tensor(timestep, device=sample.device).reshape(-1)
+            if t.numel() == 1:
+                t = t.expand(sample.shape[0])
+            if self.config["use_timestep"]:
+                with torch.no_grad():
+                    emb = module.time_proj(t).to(sample.dtype)
+                    self._temb = module.time_embedding(emb)
+            self._prompt = prompt
+
+        self._handles.append(unet.register_forward_pre_hook(unet_pre_hook, with_kwargs=True))
+        for name in self.config["layers"]:
+            adapter = self.layers[name.replace(".", "__")]
+            self._handles.append(modules[name].register_forward_hook(self._make_hook(adapter), with_kwargs=True))
+        return self
+
+    def _make_hook(self, adapter: AttentionAdapter):
+        def hook(module, args, kwargs, output):
+            if not self.enabled:
+                return output
+            hidden = args[0] if args else kwargs["hidden_states"]
+            guidance = self._guidance_for(hidden.shape[0], hidden.device, hidden.dtype)
+            extra = adapter(hidden, guidance, self._temb, self._prompt)
+            return output + extra.to(output.dtype)
+        return hook
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    class _Disabled:
+        def __init__(self, owner: "AGDAdapters") -> None:
+            self.owner = owner
+
+        def __enter__(self):
+            self.previous, self.owner.enabled = self.owner.enabled, False
+
+        def __exit__(self, *exc):
+            self.owner.enabled = self.previous
+
+    def disabled(self) -> "_Disabled":
+        """Context manager: inside it the UNet is the frozen base model."""
+        return AGDAdapters._Disabled(self)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,102 @@
+"""AGD sampler: one UNet call per step (conditional prompt only), the guidance scale ω fed to the adapters; any
+diffusers scheduler. Paper: arXiv 2503.07274 (``agd/sd/sample.py`` of cristianpjensen/agd runs the pipeline with
+``guidance_scale=1`` and passes ω to the adapters). ``disable_adapter=True`` falls back to ordinary CFG (2 calls)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoo.errors import InputError, WeightsError
+from zoo.spec import ResolvedModel
+from zoo.t2i import SDComponents, TextToImageSampler
+
+from zoo_plugins.agd.adapters import AGDAdapters
+
+METHOD = "agd"
+ADAPTER_FILE = "agd_adapters.safetensors"
+
+
+class AGDSampler(TextToImageSampler):
+    """Adapter-guided sampling. ``guidance_scale`` is ω given to the adapters (CFG is never evaluated)."""
+
+    method = METHOD
+    default_steps = 25
+    default_guidance_scale = 5.0
+
+    def __init__(self, components: SDComponents, adapters: AGDAdapters, model: ResolvedModel | None = None,
+                 **settings: Any) -> None:
+        super().__init__(components, model, **settings)
+        self.adapters = adapters.to(device=components.device, dtype=components.dtype).eval().requires_grad_(False)
+        self.adapters.attach(components.unet)
+
+    def _scheduler(self, steps: int, options: dict):
+        name = options.get("scheduler") or self.settings.get("scheduler", "DDIMScheduler")
+        spacing = options.get("timestep_spacing") or self.settings.get("timestep_spacing", "trailing")
+        scheduler = self.components.new_scheduler(name, timestep_spacing=spacing)
+        scheduler.set_timesteps(steps, device=self.components.device)
+        return scheduler
+
+    def denoise(self, latents, cond, uncond, steps, guidance_scale, generator, progress, **options):
+        scheduler = self._scheduler(steps, options)
+        latents = latents * scheduler.init_noise_sigma
+        use_cfg = bool(options.get("disable_adapter"))
+        if use_cfg and uncond is None:
+            uncond = self.components.encode_prompt([""] * latents.shape[0])
+        self.adapters.set_guidance(float(guidance_scale))
+        self.adapters.enabled = not use_cfg
+        try:
+            for index, t in enumerate(scheduler.timesteps):
+                model_input = scheduler.scale_model_input(latents, t)
+                if use_cfg:
+                    eps = self.predict_eps(model_input, t, cond, uncond, guidance_scale)
+                else:
+                    eps = self.predict_eps(model_input, t, cond, None, 1.0)  # ONE call: adapters supply the guidance
+                step_kwargs = {"generator": generator} if "generator" in scheduler.step.__code__.co_varnames else {}
+                latents = scheduler.step(eps, t, latents, **step_kwargs).prev_sample
+                if progress is not None:
+                    progress(index + 1, steps)
+        finally:
+            self.adapters.enabled = True
+        return latents
+
+    def extra_metadata(self, options):
+        return {"scheduler": options.get("scheduler") or self.settings.get("scheduler", "DDIMScheduler"),
+                "adapters": not options.get("disable_adapter", False)}
+
+
+def load_adapters(folder: Path, manifest: dict) -> AGDAdapters:
+    from safetensors.torch import load_file
+
+    config = manifest.get("adapters")
+    file = folder / (manifest.get("adapter_file") or ADAPTER_FILE)
+    if not isinstance(config, dict) or not file.is_file():
+        raise WeightsError(f"{folder} is not an AGD model: it needs zoo.json 'adapters' settings and {file.name}")
+    adapters = AGDAdapters.from_config(config)
+    try:
+        adapters.load_state_dict(load_file(str(file)), strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"{file.name} does not match its adapter config ({str(exc).splitlines()[0][:120]})") from None
+    return adapters
+
+
+def build_sampler(model: ResolvedModel | str | Path | None = None, *, device: str = "cpu",
+                  dtype: torch.dtype | None = None, attention: str = "auto", base_model: str | None = None,
+                  **settings: Any) -> AGDSampler:
+    """Registry factory: an AGD model folder (``zoo.json`` with ``base_model`` and ``adapters``)."""
+    from zoo.attention import set_attention_backend
+    from zoo.hub import resolve_model
+
+    if model is None:
+        raise InputError("AGD needs a model: a folder with trained adapters (zoo train agd exports one)")
+    resolved = model if isinstance(model, ResolvedModel) else resolve_model(str(model))
+    manifest = dict(resolved.manifest or {})
+    base_ref = base_model or manifest.get("base_model")
+    if not base_ref:
+        raise InputError(f"{resolved.ref}: its zoo.json names no base_model; pass base_model=<ref>")
+    base = resolve_model(base_ref)
+    components = SDComponents.from_folder(base.path, device=device, dtype=dtype)
+    set_attention_backend(components.unet, attention)
+    return AGDSampler(components, load_adapters(resolved.path, manifest), resolved, **settings)

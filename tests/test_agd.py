@@ -1,0 +1,157 @@
+"""AGD (methods.md §4(h), §8 A1-A5) on tiny random SD models: identity at init, frozen base, trajectory replay,
+one UNet call per step, toy distillation, and a tiny run through the training runtime."""
+
+import pytest
+import torch
+
+from zoo.spec import ResolvedModel
+from zoo.t2i import SDComponents
+from zoo.tiny import build_tiny_sd
+from zoo_plugins.agd.adapters import AGDAdapters, cross_attention_modules
+from zoo_plugins.agd.sampler import AGDSampler, build_sampler
+from zoo_plugins.agd.trajectories import TrajectorySet, collect_trajectories
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return build_tiny_sd(tmp_path_factory.mktemp("agd_tiny"))
+
+
+@pytest.fixture(scope="module")
+def components(tiny_dir):
+    return SDComponents.from_folder(tiny_dir)
+
+
+def _inputs(seed=0, batch=3):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(batch, 4, 8, 8, generator=g), torch.randint(0, 1000, (batch,), generator=g),
+            torch.randn(batch, 77, 32, generator=g))
+
+
+def test_adapters_are_the_identity_at_init_for_any_guidance_timestep_and_prompt(components):
+    unet = components.unet
+    x, t, c = _inputs()
+    with torch.no_grad():
+        base = unet(x, t, encoder_hidden_states=c).sample
+        adapters = AGDAdapters.for_unet(unet, hidden_dim=16).attach(unet)
+        try:
+            for w in (1.0, 5.0, torch.tensor([2.0, 7.5, 12.0])):
+                adapters.set_guidance(w)
+                assert torch.equal(unet(x, t, encoder_hidden_states=c).sample, base)
+        finally:
+            adapters.detach()
+    assert len(adapters.layers) == len(cross_attention_modules(unet)) >= 3  # down, mid and up blocks
+    assert 0 < adapters.parameter_count() < sum(p.numel() for p in unet.parameters())
+
+
+def test_only_adapters_train_and_the_base_stays_bit_identical(tiny_dir):
+    comps = SDComponents.from_folder(tiny_dir)
+    unet = comps.unet
+    before = {k: v.clone() for k, v in unet.state_dict().items()}
+    adapters = AGDAdapters.for_unet(unet, hidden_dim=16).attach(unet)
+    optimizer = torch.optim.AdamW(adapters.parameters(), lr=1e-2)
+    x, t, c = _inputs(1)
+    target = torch.randn_like(x)
+    outputs = []
+    for _ in range(3):
+        adapters.set_guidance(torch.tensor([3.0, 4.0, 5.0]))
+        out = unet(x, t, encoder_hidden_states=c).sample
+        loss = torch.nn.functional.mse_loss(out, target)
+        optimizer.zero_grad()
+        loss.backward()
+        assert all(p.grad is None for p in unet.parameters())
+        optimizer.step()
+        outputs.append(out.detach())
+    adapters.detach()
+    assert not torch.equal(outputs[0], outputs[-1])  # the adapters did learn something
+    assert all(torch.equal(before[k], v) for k, v in unet.state_dict().items())
+
+
+def test_trajectories_replay_exactly_and_round_trip_through_the_file(components, tmp_path):
+    prompts = ["a red circle", "a blue square", "something green"]
+    data = collect_trajectories(components, prompts, 1.0, 6.0, steps=6, seed=3, storage_dtype=torch.float32)
+    assert data.x_t.shape == (3, 6, 4, 8, 8) and data.eps_cfg.shape == data.x_t.shape
+    assert data.timesteps.tolist() == [999, 832, 666, 499, 332, 166]
+    assert torch.all((data.guidance >= 1.0) & (data.guidance <= 6.0)) and len(set(data.guidance.tolist())) == 3
+    for i in range(3):
+        assert data.replay_error(i) < 1e-5
+    # the stored eps is the CFG prediction at that trajectory's ω
+    with torch.no_grad():
+        i, s = 1, 2
+        x, t = data.x_t[i, s][None], data.timesteps[s]
+        eps_c = components.unet(x, t, encoder_hidden_states=components.encode_prompt([prompts[i]])).sample
+        eps_u = components.unet(x, t, encoder_hidden_states=components.encode_prompt([""])).sample
+    torch.testing.assert_close(data.eps_cfg[i, s][None], eps_u + data.guidance[i] * (eps_c - eps_u))
+    # not forward-noised data: a different ω gives a different trajectory from the same noise
+    other = collect_trajectories(components, prompts, 9.0, 9.0, steps=6, seed=3, storage_dtype=torch.float32)
+    assert torch.equal(other.x_t[:, 0], data.x_t[:, 0]) and not torch.allclose(other.x_t[:, 3], data.x_t[:, 3])
+    compact = collect_trajectories(components, prompts, 1.0, 6.0, steps=6, seed=3)  # float16 storage
+    loaded = TrajectorySet.load(compact.save(tmp_path / "traj.safetensors"))
+    assert loaded.x_t.dtype == torch.float16 and loaded.prompts == prompts
+    assert torch.equal(loaded.eps_cfg, compact.eps_cfg) and loaded.scheduler["steps"] == 6
+    assert loaded.replay_error(0) < 0.05  # float16 rounding, amplified by 1/alpha_999 ≈ 15 in the first step
+
+
+def test_sampler_uses_one_unet_call_per_step_and_cfg_when_disabled(components):
+    adapters = AGDAdapters.for_unet(components.unet, hidden_dim=16)
+    sampler = AGDSampler(components, adapters, None)
+    try:
+        result = sampler("a red circle", steps=5, guidance_scale=5.0, batch_size=2, output_type="pt")
+        cfg_result = sampler("a red circle", steps=5, guidance_scale=5.0, batch_size=2, output_type="pt",
+                             disable_adapter=True)
+        euler = sampler("a red circle", steps=3, guidance_scale=5.0, scheduler="EulerDiscreteScheduler")
+    finally:
+        adapters.detach()
+    assert result.nfe == 5 and cfg_result.nfe == 10 and euler.nfe == 3
+    assert result.metadata["adapters"] is True and cfg_result.metadata["adapters"] is False
+    # identity adapters = the conditional model, not CFG
+    assert not torch.allclose(result.latents, cfg_result.latents)
+
+
+def test_toy_distillation_reduces_the_error_to_the_cfg_output(components):
+    """A3 in miniature (a random tiny UNet, so only the training error is meaningful): one forward pass with trained
+    adapters gets much closer to the stored CFG predictions than the base model's single pass."""
+    torch.manual_seed(0)
+    data = collect_trajectories(components, ["a red circle", "a blue square", "something green"], 3.0, 6.0, steps=4,
+                                seed=1, storage_dtype=torch.float32)
+    unet = components.unet
+    adapters = AGDAdapters.for_unet(unet, hidden_dim=32).attach(unet)
+    optimizer = torch.optim.Adam(adapters.parameters(), lr=1e-2)
+    points = data.points(torch.arange(len(data)))
+
+    def step(train: bool) -> float:
+        adapters.set_guidance(points["guidance"])
+        with torch.set_grad_enabled(train):
+            out = unet(points["x_t"], points["timesteps"], encoder_hidden_states=points["prompt_embeds"]).sample
+            loss = torch.nn.functional.mse_loss(out, points["eps_cfg"])
+        if train:
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return loss.item()
+
+    try:
+        start = step(False)
+        for _ in range(60):
+            step(True)
+        end = step(False)
+    finally:
+        adapters.detach()
+    assert end < start / 3, (start, end)
+
+
+def test_trainer_runs_on_the_runtime_and_exports_a_loadable_model(tiny_dir, tmp_path):
+    from zoo.config import load_config
+    from zoo.train.runtime import train
+    from zoo_plugins.agd.config import AGDConfig
+
+    config = load_config(AGDConfig, overrides=[
+        f"teacher={tiny_dir}", "hidden_dim=16", "num_prompts=4", "collect_steps=4", "train.steps=3",
+        "train.batch_size=4", "train.checkpoint_every=0", "train.log_every=1", "optim.adapters.warmup_steps=0",
+        "train.tensorboard=false"])
+    result = train("agd", config, output_dir=tmp_path / "run", progress=False)
+    assert result.status == "finished" and result.export_dir is not None
+    assert (tmp_path / "run" / "trajectories.safetensors").is_file()
+    sampler = build_sampler(str(result.export_dir))
+    image = sampler("a red circle", seed=0)
+    assert image.nfe == 4 and image.metadata["guidance_scale"] == 5.0 and image.metadata["method"] == "agd"
