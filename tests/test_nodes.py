@@ -347,3 +347,10 @@ def _unregistered(methods):
     from zoo.registry import get_registry
 
     return sorted(m for m in methods if m not in get_registry())
+
+
+def test_pyproject_has_comfy_registry_fields():
+    import tomllib
+
+    comfy = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["comfy"]
+    assert comfy["PublisherId"] and comfy["DisplayName"] and "Icon" in comfy and "nodes" in comfy["includes"]
