@@ -71,9 +71,14 @@ class PhasedDMDSampler(TextToImageSampler):
 
 
 def expert_folders(path: Path) -> list[Path]:
+    """``experts/phase_<k>/`` in phase order; a plain model with only ``unet/`` is one expert for every step (the
+    DMD2 multi-step sampler)."""
     folders = sorted((path / "experts").glob("phase_*"), key=lambda p: int(p.name.split("_")[-1]))
+    if not folders and (path / "unet").is_dir():
+        return [path / "unet"]
     if not folders:
-        raise FileMissingError(f"{path} has no experts/phase_<k>/ UNet folders; it is not a Phased DMD model")
+        raise FileMissingError(f"{path} has neither experts/phase_<k>/ nor unet/ UNet folders; it is not a "
+                               f"Phased DMD model")
     return folders
 
 
@@ -88,6 +93,9 @@ def build_sampler(model=None, *, device="cpu", dtype=None, attention="auto", **s
                for folder in expert_folders(Path(resolved.path))]
     boundaries = settings.get("phase_boundaries") or (resolved.manifest or {}).get("sampler", {}).get(
         "phase_boundaries", [])
+    if len(experts) == 1:
+        boundaries = []
+    settings["phase_boundaries"] = boundaries
     router = ExpertRouter(experts, boundaries).to(device)
     components = base_components(resolved, device, dtype, unet=router)
     set_attention_backend(router, attention)
