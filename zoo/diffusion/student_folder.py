@@ -49,7 +49,7 @@ def load_unet(folder: Path, device, dtype, base_config: Any = None, label: str |
         unet = UNet2DConditionModel.from_pretrained(folder, local_files_only=True, torch_dtype=dtype)
     except (OSError, ValueError, RuntimeError) as exc:
         raise WeightsError(f"Cannot load the UNet in {folder}: {str(exc).splitlines()[0]}") from None
-    return unet.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return unet.to(device=device).eval().requires_grad_(False)
 
 
 def base_components(resolved: ResolvedModel, device, dtype, unet: torch.nn.Module | None = None):
