@@ -327,7 +327,7 @@ class DDIMSampler(TextToImageSampler):
         return latents
 
     def extra_metadata(self, options):
-        return {"scheduler": "DDIMScheduler",
+        return {**super().extra_metadata(options), "scheduler": "DDIMScheduler",
                 "timestep_spacing": options.get("timestep_spacing", self.settings.get("timestep_spacing", "trailing"))}
 
 
