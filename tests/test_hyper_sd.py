@@ -113,7 +113,7 @@ def test_consistency_loss_is_zero_when_student_target_and_teacher_agree():
     k = 8
     weights = torch.randn(4, 4, 1, 1, generator=g)
 
-    def net(x, tt):  # any deterministic "UNet"
+    def net(x, tt, rows=None):  # any deterministic "UNet"
         return torch.tanh(torch.nn.functional.conv2d(x, weights)) + 1e-3 * tt.float().view(-1, 1, 1, 1)
 
     skip = 1000  # one teacher step reaches the lower edge for every t
@@ -129,8 +129,8 @@ def test_consistency_target_inside_a_segment_uses_the_target_network():
     g = torch.Generator().manual_seed(2)
     x_t = torch.randn(2, 4, 8, 8, generator=g)
     t = torch.tensor([999, 979])
-    teacher = lambda x, tt: torch.zeros_like(x)  # noqa: E731
-    target_net = lambda x, tt: torch.ones_like(x)  # noqa: E731
+    teacher = lambda x, tt, rows: torch.zeros_like(x)  # noqa: E731
+    target_net = lambda x, tt, rows: torch.ones_like(x)  # noqa: E731
     target, lower = tscd_targets(x_t, t, 2, 20, teacher, target_net, ABAR)
     assert lower.tolist() == [499, 499]
     x_prev = ddim_jump(x_t, torch.zeros_like(x_t), t, t - 20, ABAR)
@@ -255,3 +255,42 @@ def test_end_to_end_preset_through_the_hub(hub_server, tiny_dir, tmp_path):
                                     "-o", str(tmp_path / "b.png")])
     assert bad.exit_code == 1 and "steps=9 is out of range for preset 'sd15-1step': use 1..8" in bad.output
     assert bad.output.count("\n") == 1
+
+
+# -- the TSCD trainer on the runtime ---------------------------------------------------------------------------------
+def _trainer_config(tiny_dir, *overrides):
+    from zoo.config import load_config
+    from zoo_plugins.hyper_sd.config import HyperSDConfig
+
+    return load_config(HyperSDConfig, overrides=[
+        f"teacher={tiny_dir}", "lora_rank=4", "lora_alpha=4", "train.batch_size=2", "train.checkpoint_every=0",
+        "train.tensorboard=false", "fake_score_rank=4", *overrides])
+
+
+def test_trainer_at_init_has_zero_loss_when_the_teacher_step_reaches_the_edge(tiny_dir):
+    """H3 on the real trainer: fresh LoRA (student = target = teacher), w = 1, one teacher step to the edge."""
+    from zoo_plugins.hyper_sd.trainer import HyperSDTrainer
+
+    config = _trainer_config(tiny_dir, "num_ddim_steps=1", "guidance_scale=1.0", "uncond_prob=0.0", "huber_c=0.0",
+                             "segments=[1]", "train.steps=1")
+    trainer = HyperSDTrainer(config)
+    trainer.build()
+    batch = next(iter(trainer.batches(0)))
+    out = trainer.loss("student", 0, batch)
+    assert out["loss"].item() < 1e-10 and out["segments"].item() == 1.0
+    assert out["loss"].requires_grad  # gradients reach the student LoRA
+
+
+def test_progressive_training_with_score_distillation_exports_a_hyper_sd_lora(tiny_dir, tmp_path):
+    from zoo.diffusion.lora_io import load_lora
+    from zoo.train.runtime import train
+
+    config = _trainer_config(tiny_dir, "segments=[2,1]", "stage_steps=[2,2]", "train.steps=4",
+                             "score_distill_weight=0.5", "num_ddim_steps=10", "export_steps=2")
+    result = train("hyper_sd", config, output_dir=tmp_path / "run", progress=False)
+    assert result.status == "finished" and result.export_dir is not None
+    lora = load_lora(result.export_dir / "lora.safetensors")
+    assert lora.format == "kohya" and lora.ranks == {4}
+    sampler = build_sampler(str(result.export_dir))
+    image = sampler("a red circle", seed=0, output_type="pt")
+    assert image.nfe == 2 and image.metadata["scheduler"] == "tcd" and torch.isfinite(image.latents).all()

@@ -72,8 +72,9 @@ def previous_timestep(t: torch.Tensor, k: int, skip: int, num_train_timesteps: i
     return torch.maximum(t - skip, segment_lower_edge(t, k, num_train_timesteps))
 
 
-EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""``eps_fn(x, t) -> eps``: a UNet bound to its prompt (and CFG), as used by :func:`tscd_targets`."""
+EpsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``eps_fn(x, t, rows) -> eps``: a UNet bound to its prompts (and CFG); ``rows`` are the batch rows of ``x`` (so the
+function can pick the matching prompt embeddings), as used by :func:`tscd_targets`."""
 
 
 def tscd_targets(x_t: torch.Tensor, t: torch.Tensor, k: int, skip: int, teacher_eps: EpsFn, target_eps: EpsFn,
@@ -88,13 +89,14 @@ def tscd_targets(x_t: torch.Tensor, t: torch.Tensor, k: int, skip: int, teacher_
     with torch.no_grad():
         lower = segment_lower_edge(t, k, len(alphas_cumprod)).to(t.device)
         t_prev = previous_timestep(t, k, skip, len(alphas_cumprod)).to(t.device)
-        x_prev = ddim_jump(x_t, teacher_eps(x_t, t), t, t_prev, alphas_cumprod)
+        all_rows = torch.arange(x_t.shape[0], device=x_t.device)
+        x_prev = ddim_jump(x_t, teacher_eps(x_t, t, all_rows), t, t_prev, alphas_cumprod)
         at_edge = t_prev == lower
         target = x_prev.clone()
         inside = ~at_edge
         if inside.any():
             idx = inside.nonzero(as_tuple=True)[0]
-            eps_prev = target_eps(x_prev[idx], t_prev[idx])
+            eps_prev = target_eps(x_prev[idx], t_prev[idx], idx)
             target[idx] = ddim_jump(x_prev[idx], eps_prev, t_prev[idx], lower[idx], alphas_cumprod)
     return target, lower
 

@@ -1,0 +1,275 @@
+"""Hyper-SD TSCD trainer: progressive segmented consistency distillation into a LoRA student (arXiv 2404.13686 §3.1).
+
+One UNet holds everything (methods.md §0.3): the frozen teacher (all LoRA adapters off), the trainable ``student``
+LoRA, its EMA ``target`` LoRA θ⁻ (LCM-style consistency target), and, when ``score_distill_weight > 0``, a ``fake``
+LoRA for the DMD score-distillation term of the last stage (§3(a)(iii)). Adapters are switched by setting PEFT's
+active adapter on each LoRA layer directly, so ``requires_grad`` flags (set once in :meth:`build`) never change.
+
+Stages: ``segments = [8, 4, 2, 1]`` by default; stage ``j`` runs ``stage_steps[j]`` optimizer steps and continues from
+stage ``j - 1``'s LoRA (the paper initialises each stage from the previous one). At each stage start the target is reset
+to the student. Per step (see :mod:`.tscd` for the equations):
+
+1. x0 = VAE latents of testbed images; captions dropped to "" with probability ``uncond_prob``;
+2. t from the teacher's DDIM grid (``num_ddim_steps``), x_t = forward noise of x0;
+3. target = stopgrad f_{θ⁻}(DDIM_jump(x_t, cfg(teacher), t -> t'), t')   (boundary: x̂_{t'} when t' is the edge);
+4. loss = pseudo-Huber(f_θ(x_t, t), target) [+ w_sd · DMD loss of the one-step student sample, last stage only].
+
+Resume: the target LoRA is not checkpointed; after a resume it restarts from the student (as at a stage start).
+
+Data: the paper trains on LAION/COYO image-text pairs; the testbed uses its own captioned images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from zoo.train.trainer import OptimizerGroup, Trainer
+
+from zoo_plugins.hyper_sd.tscd import stage_of, teacher_grid, tscd_loss, tscd_targets
+
+STUDENT, TARGET, FAKE = "student", "target", "fake"
+LORA_FILE = "lora.safetensors"
+
+
+def _lora_layers(unet: torch.nn.Module):
+    from peft.tuners.lora import LoraLayer
+
+    return [m for m in unet.modules() if isinstance(m, LoraLayer)]
+
+
+class _LoRAParams(torch.nn.Module):
+    """The parameters of one adapter as a module (what the runtime checkpoints, EMAs and optimises)."""
+
+    def __init__(self, params: list[torch.nn.Parameter]) -> None:
+        super().__init__()
+        self.params = torch.nn.ParameterList(params)
+
+
+class HyperSDTrainer(Trainer):
+    def build(self) -> None:
+        from peft import LoraConfig
+
+        from zoo.hub import resolve_model
+        from zoo.t2i import SDComponents
+
+        cfg = self.config
+        self.method_name = "hyper_sd"
+        self.components = SDComponents.from_folder(resolve_model(cfg.teacher).path, device=self.device)
+        unet = self.components.unet
+        unet.requires_grad_(False)
+        present = {name.rsplit(".", 1)[-1] for name, _ in unet.named_modules()}
+        targets = [t for t in cfg.lora_targets if "." in t or t in present]
+        names = [STUDENT, TARGET] + ([FAKE] if cfg.score_distill_weight > 0 else [])
+        import warnings
+
+        for name in names:
+            rank = int(cfg.fake_score_rank) if name == FAKE else int(cfg.lora_rank)
+            alpha = float(cfg.fake_score_rank) if name == FAKE else float(cfg.lora_alpha)
+            with warnings.catch_warnings():  # "multiple adapters" is the point here
+                warnings.filterwarnings("ignore", message=".*multiple adapters.*")
+                unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets,
+                                            init_lora_weights=True), adapter_name=name)
+        self.layers = _lora_layers(unet)
+        self.params = {name: [p for n, p in unet.named_parameters() if "lora_" in n and f".{name}." in n]
+                       for name in names}
+        for name in names:
+            for param in self.params[name]:
+                param.requires_grad_(name != TARGET)
+        self.student = _LoRAParams(self.params[STUDENT])
+        self.fake = _LoRAParams(self.params[FAKE]) if FAKE in self.params else None
+        self._copy_student_to_target()
+        self.activate(STUDENT)
+        self.uncond = self.components.encode_prompt([""])
+        self.grid = teacher_grid(int(cfg.num_ddim_steps))
+        self.skip = 1000 // int(cfg.num_ddim_steps)
+        segments = list(cfg.segments)
+        stage_steps = list(cfg.stage_steps) or [int(cfg.train.steps) // len(segments)] * len(segments)
+        if len(stage_steps) != len(segments):
+            from zoo.errors import ConfigError
+
+            raise ConfigError(f"stage_steps has {len(stage_steps)} entries for {len(segments)} segments stages; "
+                              f"give one per stage or leave it empty")
+        self.segments, self.stage_steps = segments, stage_steps
+        self.current_stage = -1
+
+    # -- adapters -------------------------------------------------------------------------------------------------
+    def activate(self, name: str | None) -> None:
+        """Make ``name`` the active adapter of every LoRA layer (None: the teacher) without touching requires_grad."""
+        for layer in self.layers:
+            layer._active_adapter = [name] if name else []
+            layer._disable_adapters = name is None
+
+    @contextlib.contextmanager
+    def using(self, name: str | None) -> Iterator[None]:
+        self.activate(name)
+        try:
+            yield
+        finally:
+            self.activate(STUDENT)
+
+    @torch.no_grad()
+    def _copy_student_to_target(self) -> None:
+        for s, t in zip(self.params[STUDENT], self.params[TARGET]):
+            t.copy_(s)
+
+    @torch.no_grad()
+    def _update_target(self, decay: float) -> None:
+        for s, t in zip(self.params[STUDENT], self.params[TARGET]):
+            t.lerp_(s, 1.0 - decay)
+
+    # -- runtime contract -----------------------------------------------------------------------------------------
+    def trainable_modules(self):
+        modules = {"student": self.student}
+        if self.fake is not None:
+            modules["fake"] = self.fake
+        return modules
+
+    def ema_modules(self):
+        return {"student": self.student}
+
+    def optimizer_groups(self):
+        groups = [OptimizerGroup("student", list(self.student.parameters()), self.config.optim.student)]
+        if self.fake is not None:
+            groups.append(OptimizerGroup("fake", list(self.fake.parameters()), self.config.optim.fake_score))
+        return groups
+
+    def batches(self, seed: int) -> Iterator[dict[str, Any]]:
+        from zoo.testbed.data import ShapesDataset
+
+        data = ShapesDataset(int(seed) + int(self.config.data_seed) * 7919)
+        size = int(self.config.train.batch_size)
+        while True:
+            batch = data.batch(size)
+            yield {"images": torch.from_numpy(batch.images).permute(0, 3, 1, 2).contiguous(),
+                   "captions": list(batch.captions)}
+
+    @torch.no_grad()
+    def _latents(self, images: torch.Tensor) -> torch.Tensor:
+        vae = self.components.vae
+        pixels = images.to(self.device, self.components.dtype) * 2 - 1
+        return vae.encode(pixels).latent_dist.sample() * vae.config.scaling_factor
+
+    def _guidance(self, b: int) -> torch.Tensor:
+        cfg = self.config
+        if len(cfg.guidance_range) == 2:
+            lo, hi = float(cfg.guidance_range[0]), float(cfg.guidance_range[1])
+            return lo + (hi - lo) * torch.rand(b, device=self.device)
+        return torch.full((b,), float(cfg.guidance_scale), device=self.device)
+
+    def _eps(self, adapter: str | None, x, t, cond, uncond=None, w=None) -> torch.Tensor:
+        from zoo.diffusion.guidance import cfg as combine
+
+        unet = self.components.unet
+        with self.using(adapter):
+            if uncond is None:
+                return unet(x, t, encoder_hidden_states=cond).sample
+            both = unet(torch.cat([x, x]), torch.cat([t, t]), encoder_hidden_states=torch.cat([cond, uncond])).sample
+        eps_c, eps_u = both.chunk(2)
+        return combine(eps_c, eps_u, w.view(-1, 1, 1, 1).to(eps_c.dtype))
+
+    def _stage(self, step: int) -> int:
+        stage = stage_of(step, self.stage_steps)
+        if stage != self.current_stage:  # a new stage continues from the student; the target restarts from it
+            self._copy_student_to_target()
+            self.current_stage = stage
+        return stage
+
+    def loss(self, group: str, step: int, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        c, cfg = self.components, self.config
+        k = int(self.segments[self._stage(step)])
+        x0 = self._latents(batch["images"])
+        b = x0.shape[0]
+        captions = [("" if torch.rand(()).item() < float(cfg.uncond_prob) else text) for text in batch["captions"]]
+        cond = c.encode_prompt(captions)
+        uncond = self.uncond.expand(b, -1, -1)
+        if group == "fake":
+            return self._fake_loss(cond, b)
+        self._update_target(float(cfg.target_ema))
+        t = self.grid[torch.randint(len(self.grid), (b,))].to(self.device)
+        noise = torch.randn_like(x0)
+        from zoo.diffusion.schedule import add_noise
+
+        x_t = add_noise(x0, noise, t, c.alphas_cumprod)
+        w = self._guidance(b)
+        target, lower = tscd_targets(
+            x_t, t, k, self.skip,
+            teacher_eps=lambda x, tt, rows: self._eps(None, x, tt, cond[rows], uncond[rows], w[rows]),
+            target_eps=lambda x, tt, rows: self._eps(TARGET, x, tt, cond[rows]),
+            alphas_cumprod=c.alphas_cumprod)
+        eps_student = self._eps(STUDENT, x_t, t, cond)
+        loss = tscd_loss(eps_student, x_t, t, target, lower, c.alphas_cumprod, float(cfg.huber_c))
+        out = {"consistency": loss.detach(), "segments": torch.tensor(float(k))}
+        if self.fake is not None and k == 1:
+            dm = self._score_distillation(cond, uncond, w, b)
+            loss = loss + float(cfg.score_distill_weight) * dm
+            out["dmd"] = dm.detach()
+        out["loss"] = loss
+        return out
+
+    # -- optional score distillation (last stage) -----------------------------------------------------------------
+    def _one_step_sample(self, cond: torch.Tensor, b: int, grad: bool) -> torch.Tensor:
+        from zoo.diffusion.schedule import CLEAN, ddim_jump
+
+        c = self.components
+        noise = torch.randn(b, c.unet.config.in_channels, c.unet.config.sample_size, c.unet.config.sample_size,
+                            device=self.device, dtype=c.dtype)
+        t = torch.full((b,), len(c.alphas_cumprod) - 1, device=self.device, dtype=torch.long)
+        with torch.set_grad_enabled(grad):
+            eps = self._eps(STUDENT, noise, t, cond)
+            return ddim_jump(noise, eps, t, CLEAN, c.alphas_cumprod)
+
+    def _score_distillation(self, cond, uncond, w, b) -> torch.Tensor:
+        from zoo.diffusion.losses import dmd_loss
+        from zoo.diffusion.schedule import add_noise, x0_from_eps
+
+        c = self.components
+        x0 = self._one_step_sample(cond, b, grad=True)
+        t = torch.randint(20, 981, (b,), device=self.device)
+        with torch.no_grad():
+            x_t = add_noise(x0.detach(), torch.randn_like(x0), t, c.alphas_cumprod)
+            x0_real = x0_from_eps(x_t, self._eps(None, x_t, t, cond, uncond, w), t, c.alphas_cumprod)
+            x0_fake = x0_from_eps(x_t, self._eps(FAKE, x_t, t, cond), t, c.alphas_cumprod)
+        return dmd_loss(x0, x0_real, x0_fake)[0]
+
+    def _fake_loss(self, cond, b) -> dict[str, torch.Tensor]:
+        from zoo.diffusion.schedule import add_noise
+
+        c = self.components
+        if int(self.segments[self.current_stage]) != 1:
+            zero = sum(p.sum() for p in self.fake.parameters()) * 0.0
+            return {"loss": zero}
+        with torch.no_grad():
+            x0 = self._one_step_sample(cond, b, grad=False)
+        t = torch.randint(0, len(c.alphas_cumprod), (b,), device=self.device)
+        noise = torch.randn_like(x0)
+        eps = self._eps(FAKE, add_noise(x0, noise, t, c.alphas_cumprod), t, cond)
+        return {"loss": F.mse_loss(eps.float(), noise.float())}
+
+    # -- export ---------------------------------------------------------------------------------------------------
+    def export_manifest(self) -> dict[str, Any]:
+        cfg = self.config
+        sampler = {"scheduler": cfg.export_scheduler, "steps": int(cfg.export_steps), "guidance_scale": 0.0,
+                   "min_steps": 1, "max_steps": 8}
+        if cfg.export_scheduler == "tcd":
+            sampler["eta"] = float(cfg.export_eta)
+        if cfg.export_timesteps:
+            sampler["timesteps"] = [int(t) for t in cfg.export_timesteps]
+        return {"base_model": cfg.teacher, "lora": LORA_FILE, "kind": "lora", "lora_scale": 1.0,
+                "segments": [int(k) for k in cfg.segments], "sampler": sampler}
+
+    def export(self, out_dir: Path, metrics: dict[str, Any]) -> Path:
+        from zoo.diffusion.lora_io import peft_adapter_to_kohya, save_lora
+        from zoo.train.export import write_export_metadata
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with self.ema_weights():
+            state = peft_adapter_to_kohya(self.components.unet, STUDENT, dtype=torch.float16)
+        save_lora(state, out_dir / LORA_FILE)  # the published Hyper-SD key format (kohya, with alpha)
+        write_export_metadata(self, out_dir, metrics, files=[LORA_FILE])
+        return out_dir
