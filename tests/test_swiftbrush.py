@@ -131,3 +131,19 @@ def test_training_runs_exports_and_the_export_samples(tiny_sd, tmp_path):
     assert sampler.components.unet.dtype == torch.float32
     out = sampler("a red circle", output_type="pt")
     assert out.nfe == 1 and torch.isfinite(out.latents).all()
+
+
+def test_bench_sampling_script_reports_ratios(tiny_sd, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_sampling.py"
+    spec = importlib.util.spec_from_file_location("bench_sampling", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "figures.json"
+    assert module.main(["--model", str(tiny_sd), "--batch", "4", "--repeats", "1", "--warmup", "1", "--threads", "1",
+                        "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["nfe"] == 1 and set(figures["seconds_per_image"]) == {"zoo", "diffusers", "bare"}
+    assert figures["ratio_zoo_to_bare"] > 0 and figures["ratio_zoo_to_diffusers"] > 0
