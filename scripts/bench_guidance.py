@@ -1,0 +1,125 @@
+"""Images per second of the guidance-distilled samplers (AGD, LoRA-distill) against the CFG teacher, same steps.
+
+Measures, in one run, on the same base weights, prompts, batch and number of steps (default 25, DDIM trailing):
+
+* ``cfg``: the teacher with classifier-free guidance (:class:`zoo.t2i.DDIMSampler`, 2 UNet evaluations per step,
+  batched into one call) at ``--guidance`` (default 5);
+* ``agd``: the AGD adapters at ω = ``--guidance``, one UNet evaluation per step (``--agd`` model);
+* ``lora_distill``: the fused LoRA-distill student at w = ``--guidance``, one evaluation per step (``--lora-distill``).
+
+The three are warmed up, then timed round-robin for ``--repeats`` rounds; the median seconds per image are reported
+with images/second and the ratios ``agd/cfg`` and ``lora_distill/cfg`` in images/second (goal >= 1.8).
+``--untrained`` builds freshly initialised adapters / LoRA on the teacher instead of loading trained models (speed does
+not depend on the weights' values; useful before the testbed students exist).
+
+    python scripts/bench_guidance.py [--teacher REF] [--agd REF] [--lora-distill REF] [--untrained]
+                                     [--steps 25] [--batch 16] [--repeats 5] [--threads 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+
+def _untrained(teacher_ref: str, device: str, agd_hidden: int, lora_rank: int):
+    from zoo.diffusion.lora_io import fuse_lora, parse_lora, peft_to_kohya
+    from zoo.hub import resolve_model
+    from zoo.t2i import SDComponents
+    from zoo_plugins.agd.adapters import AGDAdapters
+    from zoo_plugins.agd.sampler import AGDSampler
+    from zoo_plugins.lora_distill.guidance_embedding import GuidanceEmbedding
+    from zoo_plugins.lora_distill.sampler import LoRADistillSampler
+
+    path = resolve_model(teacher_ref).path
+    agd_components = SDComponents.from_folder(path, device=device)
+    agd = AGDSampler(agd_components, AGDAdapters.for_unet(agd_components.unet, hidden_dim=agd_hidden))
+    ld_components = SDComponents.from_folder(path, device=device)
+    unet = ld_components.unet
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    unet.add_adapter(LoraConfig(r=lora_rank, lora_alpha=lora_rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                                init_lora_weights=False), adapter_name="bench")
+    state = peft_to_kohya(get_peft_model_state_dict(unet, adapter_name="bench"), float(lora_rank))
+    unet.delete_adapters("bench")
+    fuse_lora(parse_lora(state), {"unet": unet})
+    lora_distill = LoRADistillSampler(ld_components, GuidanceEmbedding.for_unet(unet))
+    return agd, lora_distill
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", default="pkg:zoo.testbed/weights/teacher")
+    parser.add_argument("--agd", default="pkg:zoo_plugins.agd/testbed")
+    parser.add_argument("--lora-distill", dest="lora_distill", default="pkg:zoo_plugins.lora_distill/testbed")
+    parser.add_argument("--untrained", action="store_true", help="fresh adapters/LoRA instead of trained models")
+    parser.add_argument("--agd-hidden", type=int, default=64, help="adapter width with --untrained")
+    parser.add_argument("--lora-rank", type=int, default=16, help="LoRA rank with --untrained")
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--guidance", type=float, default=5.0)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine is shared: keep it small)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", dest="json_path", help="write the figures to this file")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from zoo.t2i import DDIMSampler
+
+    teacher = DDIMSampler.from_model(args.teacher, device=args.device)
+    if args.untrained:
+        agd, lora_distill = _untrained(args.teacher, args.device, args.agd_hidden, args.lora_rank)
+    else:
+        from zoo_plugins.agd.sampler import build_sampler as build_agd
+        from zoo_plugins.lora_distill.sampler import build_sampler as build_lora_distill
+
+        agd = build_agd(args.agd, device=args.device)
+        lora_distill = build_lora_distill(args.lora_distill, device=args.device)
+
+    prompts = (["a red circle", "a blue square", "a green triangle", "something yellow"] * args.batch)[: args.batch]
+    variants = {"cfg": teacher, "agd": agd, "lora_distill": lora_distill}
+    nfe = {}
+
+    def run(name):
+        result = variants[name](prompts, steps=args.steps, guidance_scale=args.guidance, seed=0)
+        nfe[name] = result.nfe
+
+    for _ in range(args.warmup):
+        for name in variants:
+            run(name)
+    times = {name: [] for name in variants}
+    for _ in range(args.repeats):
+        for name in variants:
+            start = time.perf_counter()
+            run(name)
+            times[name].append((time.perf_counter() - start) / args.batch)
+    seconds = {name: statistics.median(values) for name, values in times.items()}
+    report = {
+        "steps": args.steps, "guidance_scale": args.guidance, "batch": args.batch, "repeats": args.repeats,
+        "threads": args.threads, "device": args.device, "untrained": args.untrained,
+        "nfe_per_image": nfe,
+        "seconds_per_image": {k: round(v, 5) for k, v in seconds.items()},
+        "images_per_second": {k: round(1.0 / v, 3) for k, v in seconds.items()},
+        "speedup_vs_cfg": {k: round(seconds["cfg"] / seconds[k], 3) for k in ("agd", "lora_distill")},
+    }
+    print(f"{'sampler':<14}{'NFE':>6}{'s/image':>12}{'images/s':>11}{'x vs CFG':>10}")
+    for name in variants:
+        ratio = seconds["cfg"] / seconds[name]
+        print(f"{name:<14}{nfe[name]:>6}{seconds[name]:>12.4f}{1 / seconds[name]:>11.2f}{ratio:>10.2f}")
+    if args.json_path:
+        with open(args.json_path, "w") as handle:
+            json.dump(report, handle, indent=2)
+    print(json.dumps(report["speedup_vs_cfg"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
