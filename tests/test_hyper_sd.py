@@ -294,3 +294,17 @@ def test_progressive_training_with_score_distillation_exports_a_hyper_sd_lora(ti
     sampler = build_sampler(str(result.export_dir))
     image = sampler("a red circle", seed=0, output_type="pt")
     assert image.nfe == 2 and image.metadata["scheduler"] == "tcd" and torch.isfinite(image.latents).all()
+
+
+@pytest.mark.parametrize("method", ["hyper_sd", "agd", "lora_distill"])
+def test_testbed_configs_load_and_round_trip(method, tmp_path):
+    from pathlib import Path
+
+    from zoo.config import load_config, save_config
+    from zoo.registry import get_method
+
+    config_class = get_method(method).load("config")
+    yaml_file = Path(__file__).resolve().parents[1] / "plugins" / method / "testbed.yaml"
+    config = load_config(config_class, yaml_file)
+    again = load_config(config_class, save_config(config, tmp_path / "c.yaml"))
+    assert again == config and config.teacher == "pkg:zoo.testbed/weights/teacher"
