@@ -112,7 +112,7 @@ def shape_mask(attr: Attributes, size: int = IMAGE_SIZE, supersample: int = _SUP
     elif attr.shape == "square":
         inside = (np.abs(dx) <= attr.size) & (np.abs(dy) <= attr.size)
     elif attr.shape == "triangle":
-        # Upright isosceles triangle: apex at (cx, cy - size), base from (cx - size, cy + size) to (cx + size, cy + size).
+        # Upright isosceles triangle: apex (cx, cy - size), base from (cx - size, cy + size) to (cx + size, cy + size).
         # A point is inside when it is above the base and |dx| <= half-width at its height (which grows linearly
         # from 0 at the apex to size at the base).
         half_width = (dy + attr.size) / 2.0

@@ -1,0 +1,132 @@
+"""The testbed evaluator: real images score (nearly) perfectly, noise at chance; the metrics mean what they say."""
+
+import json
+
+import numpy as np
+import pytest
+
+from zoo.testbed.data import (BACKGROUND, COLORS, SHAPES, Attributes, ShapesDataset, caption_for, parse_caption, render,
+                              sample_attributes)
+from zoo.testbed.evaluator import (CLASSIFIER_WEIGHTS, Evaluator, dominant_colors, frechet_distance, geometry)
+from zoo.testbed.prompts import BENCHMARK_PROMPTS, FULL_PROMPTS
+
+
+@pytest.fixture(scope="module")
+def evaluator():
+    return Evaluator()
+
+
+def real_batch(n, seed):
+    batch = ShapesDataset(seed).batch(n)
+    return batch.images, [caption_for(a.shape, a.color) for a in batch.attributes], batch.attributes
+
+
+def test_real_images_score_at_least_098_on_both_accuracies(evaluator):
+    images, prompts, _ = real_batch(400, seed=101)
+    report = evaluator.evaluate(images, prompts)
+    assert report.color_acc >= 0.98
+    assert report.shape_acc >= 0.98
+    assert report.no_shape == 0.0
+
+
+def test_real_images_rendered_for_the_benchmark_prompts_score_high_with_data_like_diversity(evaluator):
+    rng = np.random.default_rng(5)
+    images, prompts = [], []
+    for prompt in BENCHMARK_PROMPTS:
+        shape, color = parse_caption(prompt)
+        images.append(render(sample_attributes(rng, 16, shape=shape, color=color)))
+        prompts += [prompt] * 16
+    images = np.concatenate(images)
+    report = evaluator.evaluate(images, prompts)
+    assert report.color_acc >= 0.98 and report.shape_acc >= 0.98
+    # 16 real images per prompt spread like the data: the ratio of standard deviations is near 1.
+    assert 0.75 <= report.diversity <= 1.25
+    # Fréchet distance: real images are closer to the real reference than mildly blurred or noisy copies of them.
+    blurred = images.copy()
+    blurred[:, 1:-1, 1:-1] = sum(images[:, 1 + dy:31 + dy, 1 + dx:31 + dx]
+                                 for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9
+    noisy = np.clip(images + np.random.default_rng(6).normal(0, 0.1, images.shape), 0, 1).astype(np.float32)
+    assert report.fd < 0.5 * evaluator.evaluate(blurred, prompts).fd
+    assert report.fd < 0.5 * evaluator.evaluate(noisy, prompts).fd
+
+
+def test_pure_noise_scores_near_chance(evaluator):
+    rng = np.random.default_rng(0)
+    prompts = [p for p in FULL_PROMPTS for _ in range(20)]  # balanced: chance is 1/4 colour, 1/3 shape
+    noise = rng.random((len(prompts), 32, 32, 3), dtype=np.float32)
+    report = evaluator.evaluate(noise, prompts)
+    assert abs(report.color_acc - 0.25) < 0.1
+    assert abs(report.shape_acc - 1 / 3) < 0.12
+
+
+def test_plain_background_has_no_shape_and_scores_zero(evaluator):
+    blank = np.broadcast_to(np.asarray(BACKGROUND, dtype=np.float32), (12, 32, 32, 3)).copy()
+    report = evaluator.evaluate(blank, list(FULL_PROMPTS))
+    assert report.color_acc == 0.0 and report.shape_acc == 0.0 and report.no_shape == 1.0
+    assert dominant_colors(blank) == [None] * 12
+    assert np.isnan(geometry(blank)).all()
+
+
+def test_wrong_attributes_score_zero(evaluator):
+    images, _, attributes = real_batch(120, seed=7)
+    wrong = [caption_for(SHAPES[(SHAPES.index(a.shape) + 1) % 3], COLORS[(COLORS.index(a.color) + 1) % 4])
+             for a in attributes]
+    report = evaluator.evaluate(images, wrong)
+    assert report.color_acc <= 0.02 and report.shape_acc <= 0.02
+
+
+def test_geometry_measures_centroid_and_size():
+    attr = Attributes("square", "blue", cx=12.0, cy=20.0, size=6.0)
+    cx, cy, size = geometry(render([attr]))[0]
+    assert cx == pytest.approx(12.0, abs=0.3) and cy == pytest.approx(20.0, abs=0.3)
+    assert size == pytest.approx(12.0, abs=0.6)  # sqrt of the 12x12 area
+
+
+def test_mode_collapse_gives_zero_diversity_and_a_larger_fd_than_real_images(evaluator):
+    prompt = "a green triangle"
+    real = render(sample_attributes(np.random.default_rng(3), 32, shape="triangle", color="green"))
+    collapsed = np.repeat(real[:1], 32, axis=0)
+    collapsed_report = evaluator.evaluate(collapsed, prompt)
+    real_report = evaluator.evaluate(real, prompt)
+    assert collapsed_report.color_acc == 1.0 and collapsed_report.shape_acc == 1.0
+    assert collapsed_report.diversity == pytest.approx(0.0, abs=1e-9)
+    assert 0.7 <= real_report.diversity <= 1.3
+    assert collapsed_report.fd > 2 * real_report.fd
+
+
+def test_evaluation_is_deterministic(evaluator):
+    images, prompts, _ = real_batch(64, seed=9)
+    noisy = np.clip(images + np.random.default_rng(1).normal(0, 0.05, images.shape), 0, 1).astype(np.float32)
+    first = evaluator.evaluate(noisy, prompts).to_dict()
+    second = Evaluator().evaluate(noisy.copy(), list(prompts)).to_dict()
+    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+
+
+def test_frechet_distance_properties():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4000, 4))
+    b = rng.normal(size=(4000, 4))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(a, b) < 0.05
+    # Shifting the mean by d adds |d|^2; scaling a unit Gaussian by s gives dim * (s - 1)^2.
+    assert frechet_distance(a, a + np.array([3.0, 0, 0, 4.0])) == pytest.approx(25.0, rel=1e-6)
+    assert frechet_distance(a, 2.0 * a) == pytest.approx(4 * 1.0, rel=0.05)
+    assert frechet_distance(a, b) == pytest.approx(frechet_distance(b, a), rel=1e-6)
+
+
+def test_images_may_be_pil_uint8_or_other_sizes(evaluator):
+    from PIL import Image
+
+    images, prompts, _ = real_batch(8, seed=11)
+    uint8 = (images * 255).round().astype(np.uint8)
+    pil = [Image.fromarray(x).resize((64, 64), Image.NEAREST) for x in uint8]
+    a = evaluator.analyze(images)
+    b = evaluator.analyze(pil)
+    assert [x["shape"] for x in a] == [x["shape"] for x in b]
+    assert [x["color"] for x in a] == [x["color"] for x in b]
+    with pytest.raises(ValueError, match="one prompt per image"):
+        evaluator.evaluate(images, prompts[:3])
+
+
+def test_classifier_weights_are_small():
+    assert CLASSIFIER_WEIGHTS.stat().st_size < 300_000
