@@ -174,6 +174,17 @@ class PhasedDMDTrainer(Trainer):
         eps = self.scores.fake_eps(x_t, t, cond, adapter=self.adapter_names[phase])
         return {"loss": subinterval_loss(eps, noise, s, t, self.alphas_cumprod)}
 
+    def validate(self, step: int, out_dir: Path) -> dict[str, float]:
+        """Testbed colour / shape accuracy and FD of the full (EMA) few-step generator, for the training curves."""
+        if str(self.config.prompts) != "testbed":
+            return {}
+        from zoo.diffusion.distill_data import testbed_validation
+
+        last = self.num_phases - 1
+        with self.ema_weights():
+            return testbed_validation(lambda cond: self.simulate(cond, last, grad=False)[0], self.components,
+                                      self.encoder)
+
     # -- export ---------------------------------------------------------------------------------------------------
     def export_manifest(self):
         return {"base_model": str(self.config.teacher),

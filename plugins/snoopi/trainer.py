@@ -148,6 +148,15 @@ class SnoopiTrainer(Trainer):
         eps = self.scores.fake_eps(x_t, t, cond)
         return {"loss": alpha_weighted_eps_loss(eps, noise, t, self.alphas_cumprod)}
 
+    def validate(self, step: int, out_dir: Path) -> dict[str, float]:
+        """Testbed colour / shape accuracy and FD of the (EMA) student, for the training curves."""
+        if str(self.config.prompts) != "testbed":
+            return {}
+        from zoo.diffusion.distill_data import testbed_validation
+
+        with self.ema_weights():
+            return testbed_validation(lambda cond: self.generate(cond), self.components, self.encoder)
+
     def export_manifest(self):
         return {"base_model": str(self.config.teacher),
                 "sampler": {"steps": 1, "guidance_scale": 0.0, "timestep": int(self.config.generator_timestep),

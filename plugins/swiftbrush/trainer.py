@@ -119,6 +119,15 @@ class SwiftBrushTrainer(Trainer):
         eps = self.scores.fake_eps(x_t, t, cond)
         return {"loss": alpha_weighted_eps_loss(eps, noise, t, self.alphas_cumprod)}
 
+    def validate(self, step: int, out_dir: Path) -> dict[str, float]:
+        """Testbed colour / shape accuracy and FD of the (EMA) student, for the training curves."""
+        if str(self.config.prompts) != "testbed":
+            return {}
+        from zoo.diffusion.distill_data import testbed_validation
+
+        with self.ema_weights():
+            return testbed_validation(lambda cond: self.generate(cond), self.components, self.encoder)
+
     # -- export ---------------------------------------------------------------------------------------------------
     def export_manifest(self):
         return {"base_model": str(self.config.teacher),

@@ -86,3 +86,24 @@ def save_unet(unet: torch.nn.Module, folder: Path, dtype: torch.dtype = torch.fl
     clone = copy.deepcopy(unwrap(unet)).to(dtype)
     clone.save_pretrained(str(folder), safe_serialization=True)
     return f"{Path(folder).name}/"
+
+
+def testbed_validation(generate, components, encoder, per_prompt: int = 8, seed: int = 0,
+                       evaluator=None) -> dict[str, float]:
+    """Colour / shape accuracy and Fréchet distance of ``generate(cond) -> latents`` on the testbed's 12 colour-shape
+    prompts (``per_prompt`` images each), scored by :class:`zoo.testbed.evaluator.Evaluator`. Uses the global torch
+    RNG seeded with ``seed`` (the runtime saves and restores it around validation)."""
+    from zoo.testbed.evaluator import Evaluator
+    from zoo.testbed.prompts import FULL_PROMPTS
+
+    evaluator = evaluator or Evaluator()
+    torch.manual_seed(seed)
+    images, prompts = [], []
+    with torch.no_grad():
+        for prompt in FULL_PROMPTS:
+            latents = generate(encoder([prompt] * per_prompt))
+            pixels = components.decode(latents).permute(0, 2, 3, 1).numpy()
+            images.append(pixels)
+            prompts += [prompt] * per_prompt
+    report = evaluator.evaluate(np.concatenate(images), prompts)
+    return {"color_acc": float(report.color_acc), "shape_acc": float(report.shape_acc), "fd": float(report.fd)}
