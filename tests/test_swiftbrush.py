@@ -147,3 +147,21 @@ def test_bench_sampling_script_reports_ratios(tiny_sd, tmp_path):
     figures = json.loads(out.read_text())
     assert figures["nfe"] == 1 and set(figures["seconds_per_image"]) == {"zoo", "diffusers", "bare"}
     assert figures["ratio_zoo_to_bare"] > 0 and figures["ratio_zoo_to_diffusers"] > 0
+
+
+def test_cli_reports_a_student_for_another_base_in_one_line(tiny_sd, tmp_path):
+    from click.testing import CliRunner
+
+    from zoo.cli import main
+
+    other = build_tiny_sd(tmp_path / "other", cross_attention_dim=48)
+    bad = tmp_path / "bad"
+    shutil.copytree(other / "unet", bad / "unet")
+    (bad / "zoo.json").write_text(json.dumps({"method": "swiftbrush", "task": "text-to-image",
+                                              "base_model": str(tiny_sd), "sampler": {}}))
+    result = CliRunner().invoke(main, ["run", "swiftbrush", "-p", "a circle", "--model", str(bad), "--device", "cpu",
+                                       "-o", str(tmp_path / "x.png")])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[-1].startswith("Error: ") and "cross_attention_dim=48" in lines[-1]
+    assert "Traceback" not in result.output
