@@ -308,3 +308,46 @@ def test_testbed_configs_load_and_round_trip(method, tmp_path):
     config = load_config(config_class, yaml_file)
     again = load_config(config_class, save_config(config, tmp_path / "c.yaml"))
     assert again == config and config.teacher == "pkg:zoo.testbed/weights/teacher"
+
+
+def test_sdxl_presets_through_the_hub_match_diffusers_own_recipe(hub_server, tmp_path):
+    """SDXL N-step LoRA (kohya, {"format": "pt"} metadata) and the 1-step UNet (LCM at 800) through the pipeline path,
+    checked against the model card's diffusers code on the same files."""
+    from diffusers import DDIMScheduler, LCMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    from fixtures_hyper_sd import build_tiny_sdxl
+    from zoo.diffusion.lora_io import save_lora
+
+    base = build_tiny_sdxl(tmp_path / "sdxl")
+    unet = UNet2DConditionModel.from_pretrained(base / "unet")
+    lora_file = save_lora(kohya_lora_for(unet, rank=4, alpha=4.0, seed=5, std=0.05),
+                          tmp_path / "Hyper-SDXL-4steps-lora.safetensors", metadata={"format": "pt"})
+    torch.manual_seed(1)
+    fresh = UNet2DConditionModel.from_pretrained(base / "unet")  # kohya_lora_for left PEFT wrappers in `unet`
+    one_step = {k: v + 0.01 * torch.randn_like(v) for k, v in fresh.state_dict().items()}
+    unet_file = tmp_path / "Hyper-SDXL-1step-Unet.safetensors"
+    save_file(one_step, str(unet_file))
+    hub_server.add_repo(presets.SDXL_BASE, base, replace=True)
+    hub_server.add_repo(presets.REPO, {lora_file.name: lora_file, unet_file.name: unet_file}, replace=True)
+
+    ours = build_sampler(None, preset="sdxl-4step")("a red circle", seed=2, output_type="pt")
+    assert ours.nfe == 4 and ours.metadata["scheduler"] == "ddim_trailing"
+    pipe = StableDiffusionXLPipeline.from_pretrained(base)
+    pipe.load_lora_weights(str(lora_file))
+    pipe.fuse_lora()
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing")
+    expected = pipe("a red circle", num_inference_steps=4, guidance_scale=0,
+                    generator=torch.Generator("cpu").manual_seed(2), output_type="pt").images
+    torch.testing.assert_close(ours.images, expected, rtol=1e-4, atol=1e-4)
+
+    one = build_sampler(None, preset="sdxl-1step-unet")("a red circle", seed=2, output_type="pt")
+    assert one.nfe == 1 and one.metadata["timesteps"] == [800]
+    pipe = StableDiffusionXLPipeline.from_pretrained(base)
+    pipe.unet.load_state_dict(one_step)
+    pipe.scheduler = LCMScheduler.from_config(pipe.scheduler.config)
+    expected = pipe("a red circle", timesteps=[800], guidance_scale=0,
+                    generator=torch.Generator("cpu").manual_seed(2), output_type="pt").images
+    torch.testing.assert_close(one.images, expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(InputError, match="steps=2 is out of range for preset 'sdxl-1step-unet': use 1..1"):
+        build_sampler(None, preset="sdxl-1step-unet")("x", steps=2)

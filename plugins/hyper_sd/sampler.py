@@ -265,7 +265,7 @@ class PipelineHyperSampler:
 
         base = _resolve(base_model) if base_model else (model or _resolve(recipe.base_model))
         try:
-            pipe = DiffusionPipeline.from_pretrained(base.path, torch_dtype=dtype or torch.float32,
+            pipe = DiffusionPipeline.from_pretrained(base.path, dtype=dtype or torch.float32,
                                                      local_files_only=True)
         except (OSError, ValueError) as exc:
             raise WeightsError(f"Cannot load the base pipeline {base.ref}: {str(exc).splitlines()[0]}") from None
@@ -291,37 +291,52 @@ class PipelineHyperSampler:
 
             pipe.scheduler = LCMScheduler.from_config(pipe.scheduler.config)
         pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
         sampler = cls(pipe, recipe, base)
         sampler.settings = settings
         return sampler
 
     def __call__(self, prompt, negative_prompt=None, steps=None, guidance_scale=None, seed=0, height=None,
-                 width=None, batch_size=1, progress=None, **options):
+                 width=None, batch_size=1, progress=None, output_type="pil", **options):
         from zoo.sampling import SampleResult
-        from zoo.t2i import NFECounter
 
         r = self.recipe
         steps = r.steps if steps is None else steps
-        if not r.min_steps <= steps <= r.max_steps:
+        if not isinstance(steps, int) or not r.min_steps <= steps <= r.max_steps:
             raise InputError(f"steps={steps} is out of range for preset {r.name!r}: use {r.min_steps}..{r.max_steps}")
-        guidance = r.guidance_scale if guidance_scale is None else guidance_scale
+        guidance = r.guidance_scale if guidance_scale is None else float(guidance_scale)
         kwargs: dict[str, Any] = {"num_inference_steps": steps, "guidance_scale": guidance,
                                   "generator": torch.Generator("cpu").manual_seed(int(seed)),
-                                  "num_images_per_prompt": batch_size, "height": height, "width": width}
+                                  "num_images_per_prompt": batch_size, "height": height, "width": width,
+                                  "output_type": output_type}
         if negative_prompt is not None and r.negative_prompt:
             kwargs["negative_prompt"] = negative_prompt
         if r.scheduler == "tcd":
             kwargs["eta"] = float(options.get("eta", r.eta if r.eta is not None else 1.0))
         if r.timesteps:
-            kwargs["timesteps"] = list(r.timesteps)
+            kwargs["timesteps"] = list(r.timesteps)[:steps]
             kwargs.pop("num_inference_steps")
+        if progress is not None:
+            kwargs["callback_on_step_end"] = lambda pipe, i, t, kw: (progress(i + 1, steps), kw)[1]
         denoiser = getattr(self.pipe, "unet", None) or self.pipe.transformer
-        counter = NFECounter(denoiser, batch_size)
+        calls = []
+
+        def count(module, args, kw):
+            sample = args[0] if args else (kw.get("sample") if "sample" in kw else kw.get("hidden_states"))
+            calls.append(sample.shape[0] / batch_size)
+
+        handle = denoiser.register_forward_pre_hook(count, with_kwargs=True)
         try:
             images = self.pipe(prompt, **kwargs).images
         finally:
-            nfe = counter.close()
+            handle.remove()
+        nfe = int(round(sum(calls)))
         metadata = {"method": METHOD, "preset": r.name, "model": self.model.ref if self.model else None,
-                    "prompt": prompt, "steps": steps, "guidance_scale": guidance, "seed": seed, "nfe": nfe,
-                    "scheduler": r.scheduler}
+                    "commit": self.model.commit if self.model else None, "prompt": prompt,
+                    "negative_prompt": negative_prompt, "steps": steps, "guidance_scale": guidance, "seed": seed,
+                    "nfe": nfe, "scheduler": r.scheduler}
+        if "eta" in kwargs:
+            metadata["eta"] = kwargs["eta"]
+        if r.timesteps:
+            metadata["timesteps"] = kwargs["timesteps"]
         return SampleResult(images=images, nfe=nfe, metadata=metadata)
