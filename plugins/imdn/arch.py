@@ -23,8 +23,6 @@ What differs from the reference forward (same parameters, same function, outputs
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -75,7 +73,7 @@ class ContrastAwareChannelAttention(nn.Module):
         """Attention weights ``[B, 1, C]`` for features given as rows ``[B, N, C]`` (N = H·W)."""
         # 1. Contrast information (paper Eq. 5): population std over H×W plus the mean, per channel.
         mean = rows.mean(dim=1, keepdim=True)
-        std = torch.linalg.vector_norm(rows - mean, dim=1, keepdim=True) / math.sqrt(rows.shape[1])
+        std = (rows - mean).square().mean(dim=1, keepdim=True).sqrt()
         contrast = std + mean
         # 2. Squeeze-excite style bottleneck (the 1x1 convs act on a 1x1 map, i.e. linear layers).
         down, up = self.conv_du[0], self.conv_du[2]
@@ -115,8 +113,8 @@ class InformationMultiDistillationBlock(nn.Module):
         pieces = []
         remaining = x
         for conv in (self.c1, self.c2, self.c3):
-            pieces.append(F.leaky_relu(_conv_part(remaining, conv, 0, d), LEAKY_SLOPE))
-            remaining = F.leaky_relu(_conv_part(remaining, conv, d, conv.out_channels), LEAKY_SLOPE)
+            pieces.append(F.leaky_relu_(_conv_part(remaining, conv, 0, d), LEAKY_SLOPE))
+            remaining = F.leaky_relu_(_conv_part(remaining, conv, d, conv.out_channels), LEAKY_SLOPE)
         pieces.append(self.c4(remaining))
         # 2. Concatenate the distilled pieces (as rows [B, H·W, 4d]).
         distilled = torch.cat([to_rows(piece) for piece in pieces], dim=2)
@@ -156,9 +154,9 @@ class InformationMultiDistillationBlockLarge(nn.Module):
         pieces = []
         remaining = x
         for conv in (self.c1, self.c2, self.c3, self.c4, self.c5):
-            pieces.append(F.relu(_conv_part(remaining, conv, 0, d)))
-            remaining = F.relu(_conv_part(remaining, conv, d, conv.out_channels))
-        pieces.append(F.relu(self.c6(remaining)))
+            pieces.append(F.relu_(_conv_part(remaining, conv, 0, d)))
+            remaining = F.relu_(_conv_part(remaining, conv, d, conv.out_channels))
+        pieces.append(F.relu_(self.c6(remaining)))
         # 2. 1x1 fusion and residual as one GEMM.
         distilled = torch.cat([to_rows(piece) for piece in pieces], dim=2)
         fusion = self.c7.weight.flatten(1).t().unsqueeze(0).expand(x.shape[0], -1, -1)
@@ -176,11 +174,13 @@ class IMDN(nn.Module):
     3x3 conv plus global residual, pixel-shuffle upsampler. Input and output RGB in [0, 1].
 
     Attributes used by the sampler: ``scale`` (output size / input size), ``size_multiple`` (input sides must be
-    multiples of it), ``input_range`` (1.0: pixels in [0, 1]).
+    multiples of it), ``feature_stride`` (input pixels per body feature pixel), ``input_range`` (1.0: pixels in
+    [0, 1]).
     """
 
     variant = "IMDN"
     size_multiple = 1
+    feature_stride = 1
     input_range = 1.0
 
     def __init__(self, in_channels: int = 3, num_features: int = 64, num_blocks: int = 6, out_channels: int = 3,
@@ -224,7 +224,7 @@ class IMDN(nn.Module):
                 fused = torch.baddbmm(self.c[0].bias.expand(1, 1, -1), to_rows(hidden), part)
             else:
                 fused = torch.baddbmm(fused, to_rows(hidden), part)
-        fused = F.leaky_relu(to_image(fused, height, width), LEAKY_SLOPE)
+        fused = F.leaky_relu_(to_image(fused, height, width), LEAKY_SLOPE)
         # 3. LR_conv plus the global residual, then the pixel-shuffle upsampler.
         low_resolution = self.LR_conv(fused) + features
         return self.upsampler(low_resolution)
@@ -238,6 +238,7 @@ class IMDNAnyScale(IMDN):
 
     variant = "IMDN_AS"
     size_multiple = 4
+    feature_stride = 4
 
     def _feature_extractor(self, in_channels: int, num_features: int) -> nn.Module:
         return nn.Sequential(conv_layer(in_channels, num_features, 3, stride=2), nn.LeakyReLU(LEAKY_SLOPE, True),
@@ -265,6 +266,7 @@ class IMDNRTC(nn.Module):
 
     variant = "IMDN_RTC"
     size_multiple = 1
+    feature_stride = 1
     input_range = 1.0
 
     def __init__(self, in_channels: int = 3, num_features: int = 12, num_blocks: int = 5, out_channels: int = 3,
@@ -297,6 +299,7 @@ class IMDNRTE(nn.Module):
 
     variant = "IMDN_RTE"
     size_multiple = 2
+    feature_stride = 2
     input_range = 255.0
 
     def __init__(self, upscale: int = 2, in_channels: int = 3, num_features: int = 20, num_blocks: int = 6,

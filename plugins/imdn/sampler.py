@@ -11,7 +11,8 @@ size first).
 
 ``tile``: ``None`` tiles automatically when the input has more than :data:`AUTO_TILE_PIXELS` pixels (tiles of
 :data:`DEFAULT_TILE`); ``0`` never tiles (exact whole-image forward, used by ``zoo eval-sr``); ``N`` tiles of N input
-pixels with ``overlap`` pixels of context.
+pixels with ``overlap`` pixels of context. For IMDN_AS and IMDN_RTE, whose bodies run at 1/4 and 1/2 of the network
+input, both numbers count body pixels (input windows are 4x / 2x larger), so memory and context per tile match IMDN.
 
 Precision: fp32 on CPU; fp16 by default on CUDA (bf16 on request).
 """
@@ -172,16 +173,20 @@ class IMDNSampler:
         x = x.to(self.device, self.dtype)
         if network.input_range != 1.0:
             x = x * network.input_range
+        # Tile and overlap count body feature pixels: IMDN_AS (stride 4) and RTE (stride 2) get proportionally larger
+        # input windows, so that memory and context per tile are the same for every variant.
+        stride = network.feature_stride
         in_height, in_width = x.shape[-2:]
         if tile is None:
-            tile = DEFAULT_TILE if in_height * in_width > AUTO_TILE_PIXELS else 0
+            tile = DEFAULT_TILE if in_height * in_width > AUTO_TILE_PIXELS * stride * stride else 0
         if tile < 0:
             raise InputError(f"tile must be >= 0 (0 = no tiling), got {tile}")
-        tiles = count_tiles(in_height, in_width, tile, self.overlap, network.size_multiple)
+        window, overlap = tile * stride, self.overlap * stride
+        tiles = count_tiles(in_height, in_width, window, overlap, network.size_multiple)
         started = time.perf_counter()
         with torch.inference_mode():
-            output = upscale_tiled(network, x, scale=network.scale, multiple=network.size_multiple, tile=tile,
-                                   overlap=self.overlap, input_range=network.input_range, progress=progress)
+            output = upscale_tiled(network, x, scale=network.scale, multiple=network.size_multiple, tile=window,
+                                   overlap=overlap, input_range=network.input_range, progress=progress)
         metadata = {
             "method": "imdn", "task": "super-resolution", "model": self.ref, "weights": entry.path.name,
             "variant": info.variant, "scale": scale, "network_scale": info.scale,

@@ -8,8 +8,8 @@
 * :func:`upscale_tiled` — large images are cut into a grid of tiles; each tile is run with ``overlap`` extra input
   pixels of context on every side and only its core is kept, so memory is bounded by the tile size and seams are
   hidden. Output is written tile by tile into a ``uint8`` buffer (``[H·s, W·s, 3]``), never as one float tensor.
-  CCA statistics are per tile, so tiled output differs slightly from a whole-image forward (~45 dB PSNR apart with
-  the defaults); ``tile=0`` disables tiling.
+  CCA statistics are per tile, so tiled output differs slightly from a whole-image forward (IMDN x4, 96-pixel tiles,
+  32-pixel overlap: 53 dB PSNR apart; larger tiles are closer); ``tile=0`` disables tiling.
 """
 
 from __future__ import annotations
