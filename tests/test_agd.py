@@ -155,3 +155,26 @@ def test_trainer_runs_on_the_runtime_and_exports_a_loadable_model(tiny_dir, tmp_
     sampler = build_sampler(str(result.export_dir))
     image = sampler("a red circle", seed=0)
     assert image.nfe == 4 and image.metadata["guidance_scale"] == 5.0 and image.metadata["method"] == "agd"
+
+
+def test_cached_prompt_keys_give_the_same_output_and_follow_a_new_prompt(components):
+    unet = components.unet
+    adapters = AGDAdapters.for_unet(unet, hidden_dim=16)
+    for layer in adapters.layers.values():  # non-zero output so the adapters matter
+        torch.nn.init.normal_(layer.out_proj.weight, std=0.1)
+    adapters.attach(unet)
+    x, t, c = _inputs(3)
+    other = torch.randn_like(c)
+    try:
+        adapters.set_guidance(4.0)
+        with torch.no_grad():
+            first = unet(x, t, encoder_hidden_states=c).sample
+            cached = unet(x, t, encoder_hidden_states=c).sample
+            changed = unet(x, t, encoder_hidden_states=other).sample
+        with torch.enable_grad():
+            fresh = unet(x, t, encoder_hidden_states=c).sample.detach()
+    finally:
+        adapters.detach()
+    torch.testing.assert_close(cached, first, rtol=0, atol=0)
+    torch.testing.assert_close(fresh, first, rtol=1e-5, atol=1e-6)
+    assert (changed - first).abs().max() > 1e-4

@@ -71,19 +71,35 @@ class AttentionAdapter(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, guidance: torch.Tensor, temb: torch.Tensor | None,
                 prompt: torch.Tensor | None) -> torch.Tensor:
-        # 1. condition tokens: [ω, t, prompt tokens] + positions
+        # 1. condition tokens: [ω, t] then the prompt tokens, + positions over the whole sequence
         tokens = [self.guidance_encoder(guidance)[:, None]]
         if self.t_proj is not None:
             tokens.append(self.t_proj(temb)[:, None])
+        prefix = torch.cat(tokens, dim=1)
+        count = prefix.shape[1] + (prompt.shape[1] if self.prompt_proj is not None else 0)
+        positions = sinusoidal_positions(count, self.hidden_dim, prefix.device, prefix.dtype)
+        prefix = prefix + positions[: prefix.shape[1]]
+        key, value = self.k_proj(prefix), self.v_proj(prefix)
         if self.prompt_proj is not None:
-            tokens.append(self.prompt_proj(prompt))
-        context = torch.cat(tokens, dim=1)
-        context = context + sinusoidal_positions(context.shape[1], self.hidden_dim, context.device, context.dtype)
+            prompt_key, prompt_value = self._prompt_kv(prompt, positions[prefix.shape[1]:])
+            key, value = torch.cat([key, prompt_key], dim=1), torch.cat([value, prompt_value], dim=1)
         # 2. single-head attention of the image tokens over the condition tokens (scale 1/sqrt(d))
         query = self.q_proj(hidden_states)[:, None]
-        out = F.scaled_dot_product_attention(query, self.k_proj(context)[:, None], self.v_proj(context)[:, None])
+        out = F.scaled_dot_product_attention(query, key[:, None], value[:, None])
         # 3. back to the block's width; added to attn2's output by the hook
         return self.out_proj(out[:, 0])
+
+    def _prompt_kv(self, prompt: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of the prompt tokens. They do not change along a sampling loop, so without gradients they
+        are cached for the very same prompt tensor object (held by the cache, unmodified since) and reused."""
+        cache = getattr(self, "_prompt_cache", None)
+        if (not torch.is_grad_enabled() and cache is not None and cache[0] is prompt
+                and cache[1] == prompt._version and cache[2].shape[0] == prompt.shape[0]):
+            return cache[2], cache[3]
+        tokens = self.prompt_proj(prompt) + positions
+        key, value = self.k_proj(tokens), self.v_proj(tokens)
+        self._prompt_cache = (prompt, prompt._version, key, value) if not torch.is_grad_enabled() else None
+        return key, value
 
 
 def cross_attention_modules(unet: nn.Module) -> dict[str, nn.Module]:
