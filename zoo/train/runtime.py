@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import shutil
 import signal
 import sys
@@ -306,7 +307,7 @@ class _Runtime:
     # 1. set-up ------------------------------------------------------------------------------------------------
     def _setup(self, resume: bool, checkpoint: str | Path | None) -> Path | None:
         from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs, set_seed
+        from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set_seed
 
         train_cfg = self.config.train
         try:
@@ -364,6 +365,9 @@ class _Runtime:
 
         # 1d. optimizers
         self.groups = self._build_groups()
+        self._plain_steps = acc.scaler is None and acc.distributed_type in (
+            DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+        self._full_precision = acc.mixed_precision == "no"
         self._zero_grad()
 
         # 1e. EMA
@@ -424,11 +428,12 @@ class _Runtime:
                     raise TrainingError(f"A parameter is in optimizer groups {seen[id(p)]!r} and {group.name!r}; "
                                         f"each parameter may belong to one group only")
                 seen[id(p)] = group.name
-            check_optimizer_config(f"optim.{group.name}", group.config)
-            optimizer = self.accelerator.prepare(build_optimizer(params, group.config))
-            max_norm = group.config.max_grad_norm
-            groups.append(_Group(group.name, group.config, params, optimizer, int(group.config.every),
-                                 float(group.config.lr), float(max_norm) if max_norm else None))
+            config = _plain(group.config)
+            check_optimizer_config(f"optim.{group.name}", config)
+            optimizer = self.accelerator.prepare(build_optimizer(params, config))
+            max_norm = config.max_grad_norm
+            groups.append(_Group(group.name, config, params, optimizer, int(config.every), float(config.lr),
+                                 float(max_norm) if max_norm else None))
         if not groups:
             raise TrainingError(f"{type(self.trainer).__name__}.optimizer_groups() returned no group")
         return groups
@@ -436,7 +441,25 @@ class _Runtime:
     # 2. one step ----------------------------------------------------------------------------------------------
     def _zero_grad(self) -> None:
         for group in self.groups:
-            group.optimizer.zero_grad(set_to_none=True)
+            _inner(group.optimizer).zero_grad(set_to_none=True)
+
+    def _autocast(self):
+        return contextlib.nullcontext() if self._full_precision else self.accelerator.autocast()
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        """``accelerator.backward`` (loss scaling, DeepSpeed) or, when that adds nothing, ``loss.backward()``."""
+        if self._plain_steps:
+            loss.backward()
+        else:
+            self.accelerator.backward(loss)
+
+    def _optimizer_step(self, group: _Group) -> None:
+        """``AcceleratedOptimizer.step`` when it does something (loss scaling, XLA, DeepSpeed), else the optimizer's
+        own step (accelerate's wrapper costs ~1 ms of package look-ups per call)."""
+        if self._plain_steps:
+            _inner(group.optimizer).step()
+        else:
+            group.optimizer.step()
 
     def _no_sync(self, micro_index: int):
         """Skip DDP's gradient all-reduce on all but the last micro-batch of a step."""
@@ -448,6 +471,8 @@ class _Runtime:
         return stack
 
     def _all_finite(self, loss: torch.Tensor) -> bool:
+        if self.num_processes == 1 and loss.numel() == 1:
+            return math.isfinite(loss.item())
         finite = torch.isfinite(loss.detach()).all()
         if self.num_processes == 1:
             return bool(finite)
@@ -466,7 +491,7 @@ class _Runtime:
             outputs = []
             for index, batch in enumerate(micro_batches):
                 with self._no_sync(index):
-                    with self.accelerator.autocast():
+                    with self._autocast():
                         out = self.trainer.loss(group.name, s, batch)
                     loss = out.get("loss") if isinstance(out, dict) else None
                     if not isinstance(loss, torch.Tensor):
@@ -474,11 +499,11 @@ class _Runtime:
                                             f"tensor for group {group.name!r}")
                     if not self._all_finite(loss):
                         raise _NonFiniteLoss(group.name, s, float(loss.detach().float().mean()), applied)
-                    self.accelerator.backward(loss / self.accumulation if self.accumulation > 1 else loss)
-                outputs.append(out)
+                    self._backward(loss / self.accumulation if self.accumulation > 1 else loss)
+                outputs.append({k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in out.items()})
             if group.max_grad_norm:
                 self.accelerator.clip_grad_norm_(group.params, group.max_grad_norm)
-            group.optimizer.step()
+            self._optimizer_step(group)
             self._zero_grad()
             applied.append(group.name)
             self._last_outputs[group.name] = {"_lr": lr, "_outputs": outputs}
@@ -488,7 +513,7 @@ class _Runtime:
     # 3. logging, validation, checkpoints ----------------------------------------------------------------------
     def _say(self, message: str) -> None:
         if self.accelerator is None or self.accelerator.is_main_process:
-            if self.bar is not None:
+            if self.bar is not None and not self.bar.disable:
                 self.bar.write(message, file=sys.stdout)
             else:
                 print(message, flush=True)
@@ -500,10 +525,9 @@ class _Runtime:
             record[f"lr/{name}"] = last["_lr"]
             outputs = last["_outputs"]
             for key in outputs[0]:
-                values = [out[key] for out in outputs if isinstance(out.get(key), (torch.Tensor, int, float))]
+                values = [_scalar(out[key]) for out in outputs if isinstance(out.get(key), (torch.Tensor, int, float))]
                 if values:
-                    record[f"{name}/{key}"] = float(sum(float(torch.as_tensor(v).detach().float().mean())
-                                                        for v in values) / len(values))
+                    record[f"{name}/{key}"] = sum(values) / len(values)  # mean over the step's micro-batches
         steps = self.state.step - self._last_log_step
         if steps > 0:
             record["steps_per_s"] = steps / max(now - self._last_log_time, 1e-9)
@@ -610,12 +634,11 @@ class _Runtime:
         last_checkpoint = resume_from
         while self.state.step < self.total_steps:
             s = self.state.step
-            start = TrainState(s, self.stream.epoch, self.stream.position, dict(self.state.metrics))
-            start_rng = capture_rng()
+            start = (self.stream.epoch, self.stream.position)
             try:
                 self._step(s)
             except _NonFiniteLoss as bad:
-                return self._stop_non_finite(bad, start, start_rng)
+                return self._stop_non_finite(bad, TrainState(s, *start, dict(self.state.metrics)))
             self.state.step = s + 1
             self.state.epoch, self.state.batches_in_epoch = self.stream.epoch, self.stream.position
             self.bar.update(1)
@@ -650,8 +673,13 @@ class _Runtime:
         return RunResult(self.run_dir, self.state.step, "finished", last_checkpoint, export_dir,
                          dict(self.state.metrics), list(self.written), message)
 
-    def _stop_non_finite(self, bad: _NonFiniteLoss, start: TrainState, start_rng: dict[str, Any]) -> RunResult:
-        """Save the last good state and raise a one-line TrainingError."""
+    def _stop_non_finite(self, bad: _NonFiniteLoss, start: TrainState) -> RunResult:
+        """Save the last good state and raise a one-line TrainingError.
+
+        When the failing group is the first one updated in its step, nothing has changed the weights or optimizer
+        state since step ``s - 1``: the checkpoint is that state, with the data position of step ``s`` (the RNG
+        states are the current ones, after the failed step's draws: taking them before every step would cost more
+        than the rest of the runtime's bookkeeping)."""
         self._zero_grad()
         if bad.applied:
             # groups earlier in this step already stepped: save that state (marked), not a fake "step s"
@@ -661,7 +689,7 @@ class _Runtime:
                                     info={"partial_step": {"step": bad.step, "groups_applied": bad.applied}})
             note = f" (groups {', '.join(bad.applied)} of that step had already been applied)"
         else:
-            path = self._checkpoint(state=start, rng=start_rng)
+            path = self._checkpoint(state=start)
             note = ""
         raise TrainingError(
             f"Non-finite loss ({bad.value}) in group '{bad.group}' at step {bad.step}; the last good weights are in "
@@ -679,6 +707,29 @@ class _Runtime:
                 self.accelerator.end_training()
             finally:
                 _reset_accelerate_state()
+
+
+def _scalar(value: Any) -> float:
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.float().mean().item()
+    return float(value)
+
+
+def _inner(optimizer: Any) -> torch.optim.Optimizer:
+    """The torch optimizer inside accelerate's ``AcceleratedOptimizer``."""
+    return getattr(optimizer, "optimizer", optimizer)
+
+
+def _plain(config: Any) -> Any:
+    """An optimizer config as a plain object (omegaconf attribute access costs ~0.1 ms per read in the loop)."""
+    from types import SimpleNamespace
+
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(config, DictConfig):
+        obj = OmegaConf.to_object(config)
+        return SimpleNamespace(**obj) if isinstance(obj, dict) else obj
+    return config
 
 
 def _cpu_only_distributed() -> bool:

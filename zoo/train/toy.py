@@ -80,6 +80,7 @@ class ToyTrainer(Trainer):
 
     def build(self) -> None:
         m = self.config.model
+        self.noise = float(m.noise)
         self.teacher = make_teacher(m.dim, m.hidden, m.depth).to(self.device)
         self.student = mlp(m.dim, m.hidden, m.depth)
         self.critic = mlp(m.dim, m.hidden, m.depth) if m.two_time_scale else None
@@ -99,12 +100,13 @@ class ToyTrainer(Trainer):
 
     def batches(self, seed: int) -> Iterator[torch.Tensor]:
         generator = torch.Generator().manual_seed(seed)
+        shape = (int(self.config.train.batch_size), int(self.config.model.dim))
         while True:
-            yield torch.randn(int(self.config.train.batch_size), int(self.config.model.dim), generator=generator)
+            yield torch.randn(shape, generator=generator)
 
     def loss(self, group: str, step: int, batch: Any) -> dict[str, torch.Tensor]:
         z = batch.to(self.device)
-        noise = float(self.config.model.noise)
+        noise = self.noise
         target = self.teacher(z)
         if group == "critic":
             # the critic regresses the student's residual (the student is fixed for this group)
