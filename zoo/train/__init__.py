@@ -8,7 +8,7 @@ Writing a trainer (see ``docs/TRAINING.md``; ``zoo/train/toy.py`` is a complete,
 
     class MyTrainer(Trainer):
         def build(self):                                   # models and data; called after seeding
-            self.student = make_student()                  # trainable: moved and wrapped (DDP/FSDP) by the runtime
+            self.student = make_student()                  # trainable: moved to the device by the runtime
             self.teacher = make_teacher().to(self.device).eval().requires_grad_(False)
 
         def trainable_modules(self):                       # checkpointed, EMA-able, exported
@@ -27,7 +27,7 @@ Writing a trainer (see ``docs/TRAINING.md``; ``zoo/train/toy.py`` is a complete,
 
 Running: ``zoo train NAME [--config file.yaml] [--output-dir DIR] [--resume] [key=value ...]``, or from Python
 :func:`train` (``train("imdn", config, output_dir="runs/imdn")``). Several processes or GPUs:
-``accelerate launch --num_processes 2 -m zoo train NAME ...``.
+``accelerate launch --multi_gpu --num_processes 2 -m zoo train NAME ...`` (on CPU-only machines too).
 
 The runtime (:mod:`zoo.train.runtime`) does, per step: fetch ``gradient_accumulation_steps`` micro-batches; for each
 group due at this step (``step % every == 0``), in list order: set the learning rate from the group's schedule,

@@ -104,8 +104,6 @@ class TrainingConfig:
     """Write the hub-ready folder ``<run>/export`` when the run reaches ``steps``."""
     tensorboard: bool = True
     """Also log to tensorboard when the ``tensorboard`` package is importable."""
-    ddp_find_unused_parameters: bool = False
-    """Passed to DDP when running on several processes (set True when a group's loss leaves parameters unused)."""
 
 
 def _check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:

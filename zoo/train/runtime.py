@@ -6,15 +6,17 @@ Usage::
     result = train("imdn", config, output_dir="runs/imdn")          # a registered method and its resolved config
     result = train(MyTrainer(config), output_dir="runs/x", resume=True)
 
-Several processes: ``accelerate launch --num_processes 4 -m zoo train NAME ...`` (DDP; FSDP/DeepSpeed through an
-``accelerate config`` file). Each process runs this same loop on its own micro-batches; DDP averages gradients.
+Several processes: ``accelerate launch --multi_gpu --num_processes 4 -m zoo train NAME ...`` (also on a CPU-only
+machine, where the processes use gloo). Each process runs this same loop on its own micro-batches; the runtime
+broadcasts rank 0's initial weights and averages every group's gradients (DDP semantics, in 25 MiB buckets) without
+wrapping the modules. Sharded modes (FSDP/DeepSpeed, from an ``accelerate config`` file) wrap them instead.
 
 One step (0-based index ``s``), in order:
 
 1. take ``gradient_accumulation_steps`` micro-batches from the trainer's ``batches`` (shared by the groups below);
 2. for each optimizer group with ``s % every == 0``, in the trainer's list order: set its learning rate from its
    schedule at ``s``; for each micro-batch run ``trainer.loss(group, s, batch)`` under autocast, stop if the loss is
-   not finite, backward ``loss / accumulation`` (DDP syncs gradients on the last micro-batch only); clip the group's
+   not finite, backward ``loss / accumulation``; average gradients across processes; clip the group's
    gradient norm; optimizer step; zero every group's gradients;
 3. update the EMA; log every ``log_every`` steps (stdout, ``metrics.jsonl``, tensorboard when installed); validate
    every ``validate_every`` steps (main process, RNG saved and restored); checkpoint every ``checkpoint_every`` steps
@@ -38,7 +40,7 @@ import threading
 import time
 from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -307,15 +309,11 @@ class _Runtime:
     # 1. set-up ------------------------------------------------------------------------------------------------
     def _setup(self, resume: bool, checkpoint: str | Path | None) -> Path | None:
         from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set_seed
+        from accelerate.utils import DistributedType, set_seed
 
         train_cfg = self.config.train
         try:
-            self.accelerator = Accelerator(
-                cpu=_cpu_only_distributed(),
-                mixed_precision=train_cfg.mixed_precision,
-                kwargs_handlers=[DistributedDataParallelKwargs(
-                    find_unused_parameters=bool(train_cfg.ddp_find_unused_parameters))])
+            self.accelerator = Accelerator(cpu=_cpu_only_distributed(), mixed_precision=train_cfg.mixed_precision)
         except (ValueError, RuntimeError) as exc:
             raise TrainingError(f"Cannot set up training with train.mixed_precision={train_cfg.mixed_precision} "
                                 f"({str(exc).splitlines()[0]}); use mixed_precision=no or bf16 on this machine") from None
@@ -350,18 +348,27 @@ class _Runtime:
         trainer.method_name = self.method
         trainer.build()
 
-        # 1c. wrap trainable modules (DDP/FSDP) and hand them back to the trainer
+        # 1c. data parallelism. Plain multi-process runs (DDP-style, CPU or GPU) keep the modules unwrapped: the
+        # runtime broadcasts rank 0's weights once and averages each group's gradients itself, so it does not
+        # matter through which reference a trainer calls a module (shared-base teachers reach one UNet through
+        # several objects). Sharded modes (FSDP, DeepSpeed, ...) wrap the modules with accelerator.prepare.
         modules = dict(trainer.trainable_modules())
         if not modules:
             raise TrainingError(f"{type(trainer).__name__}.trainable_modules() returned no module")
+        self._manual_sync = acc.num_processes > 1 and acc.distributed_type in (
+            DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+        wrap = acc.num_processes > 1 and not self._manual_sync
         prepared = {}
         for name, module in modules.items():
-            if any(p.requires_grad for p in module.parameters()):
+            if wrap and any(p.requires_grad for p in module.parameters()):
                 prepared[name] = acc.prepare(module)
             else:
                 prepared[name] = module.to(acc.device)
-        trainer.use_prepared_modules(prepared)
+        if wrap:
+            trainer.use_prepared_modules(prepared)
         self.modules = {name: unwrap(module) for name, module in prepared.items()}
+        if self._manual_sync:
+            _broadcast_from_main(self.modules.values())
 
         # 1d. optimizers
         self.groups = self._build_groups()
@@ -462,8 +469,8 @@ class _Runtime:
             group.optimizer.step()
 
     def _no_sync(self, micro_index: int):
-        """Skip DDP's gradient all-reduce on all but the last micro-batch of a step."""
-        if self.num_processes == 1 or micro_index == self.accumulation - 1:
+        """Skip a wrapper's (FSDP/DeepSpeed) gradient sync on all but the last micro-batch of a step."""
+        if self.num_processes == 1 or self._manual_sync or micro_index == self.accumulation - 1:
             return contextlib.nullcontext()
         stack = contextlib.ExitStack()
         for module in self.trainer.trainable_modules().values():
@@ -501,6 +508,8 @@ class _Runtime:
                         raise _NonFiniteLoss(group.name, s, float(loss.detach().float().mean()), applied)
                     self._backward(loss / self.accumulation if self.accumulation > 1 else loss)
                 outputs.append({k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in out.items()})
+            if self._manual_sync:
+                _average_gradients(group.params, self.num_processes)
             if group.max_grad_norm:
                 self.accelerator.clip_grad_norm_(group.params, group.max_grad_norm)
             self._optimizer_step(group)
@@ -713,6 +722,46 @@ def _scalar(value: Any) -> float:
     if isinstance(value, torch.Tensor):
         return value.item() if value.numel() == 1 else value.float().mean().item()
     return float(value)
+
+
+def _broadcast_from_main(modules: Iterable[torch.nn.Module]) -> None:
+    """Give every process the main process's weights and buffers (what DDP does when it wraps a model)."""
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for module in modules:
+            for tensor in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(tensor.data, src=0)
+
+
+def _average_gradients(params: list[torch.nn.Parameter], world_size: int, bucket_bytes: int = 25 * 2**20) -> None:
+    """All-reduce (mean) the gradients of ``params`` in flat buckets of about 25 MiB (DDP's default bucket size).
+
+    A parameter without a gradient counts as zeros, so every process issues the same collectives."""
+    import torch.distributed as dist
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    def flush(bucket: list[torch.Tensor]) -> None:
+        flat = _flatten_dense_tensors(bucket)
+        dist.all_reduce(flat)
+        flat.div_(world_size)
+        for grad, synced in zip(bucket, _unflatten_dense_tensors(flat, bucket)):
+            grad.copy_(synced)
+
+    buckets: dict[tuple, list[torch.Tensor]] = {}
+    sizes: dict[tuple, int] = {}
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        key = (p.grad.device, p.grad.dtype)
+        buckets.setdefault(key, []).append(p.grad)
+        sizes[key] = sizes.get(key, 0) + p.grad.numel() * p.grad.element_size()
+        if sizes[key] >= bucket_bytes:
+            flush(buckets.pop(key))
+            sizes[key] = 0
+    for bucket in buckets.values():
+        if bucket:
+            flush(bucket)
 
 
 def _inner(optimizer: Any) -> torch.optim.Optimizer:

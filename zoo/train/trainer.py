@@ -88,10 +88,12 @@ class Trainer:
     def trainable_modules(self) -> dict[str, nn.Module]:
         """The modules whose weights are trained, checkpointed and exported, by name.
 
-        Each name should be the attribute that holds the module (``{"student": self.student}``): after
-        ``accelerator.prepare`` the runtime sets that attribute to the wrapped module (DDP/FSDP) so that
-        :meth:`loss` runs through the wrapper (override :meth:`use_prepared_modules` otherwise). Names are file names
-        in checkpoints (``models/<name>.safetensors``); use ``[a-z0-9_]``.
+        Names are file names in checkpoints (``models/<name>.safetensors``); use ``[a-z0-9_]``, and make each the
+        attribute that holds the module (``{"student": self.student}``). On several processes the runtime
+        averages gradients itself (DDP semantics, modules stay unwrapped, so a module may be reached through any
+        reference); only sharded modes (FSDP/DeepSpeed) wrap the modules with ``accelerator.prepare`` and set that
+        attribute to the wrapper, so that :meth:`loss` runs through it (override :meth:`use_prepared_modules`
+        otherwise).
         """
         raise NotImplementedError(f"{type(self).__name__} must implement trainable_modules()")
 
