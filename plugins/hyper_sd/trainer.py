@@ -196,9 +196,11 @@ class HyperSDTrainer(Trainer):
 
         x_t = add_noise(x0, noise, t, c.alphas_cumprod)
         w = self._guidance(b)
+        guided = bool((w != 1.0).any())  # w = 1 everywhere: the teacher is the conditional model (one call)
         target, lower = tscd_targets(
             x_t, t, k, self.skip,
-            teacher_eps=lambda x, tt, rows: self._eps(None, x, tt, cond[rows], uncond[rows], w[rows]),
+            teacher_eps=lambda x, tt, rows: self._eps(None, x, tt, cond[rows], uncond[rows] if guided else None,
+                                                      w[rows]),
             target_eps=lambda x, tt, rows: self._eps(TARGET, x, tt, cond[rows]),
             alphas_cumprod=c.alphas_cumprod)
         eps_student = self._eps(STUDENT, x_t, t, cond)
