@@ -144,3 +144,45 @@ def test_bad_lora_files_raise_one_line(tiny_dir, mutate, match):
 
 def test_target_list_is_the_published_fourteen_patterns():
     assert len(LORA_TARGET_MODULES) == 14 and "time_emb_proj" in LORA_TARGET_MODULES
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_transformer_loras_fuse_at_one_eighth_like_a_live_adapter(family):
+    """Hyper-SD3 / Hyper-FLUX files: PEFT keys with the 'transformer.' prefix, fused with lora_scale 0.125."""
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    torch.manual_seed(0)
+    if family == "sd3":
+        from diffusers import SD3Transformer2DModel
+
+        make = lambda: SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=4, num_layers=2,  # noqa: E731
+                                             attention_head_dim=8, num_attention_heads=4, caption_projection_dim=32,
+                                             joint_attention_dim=32, pooled_projection_dim=64, out_channels=4)
+        kwargs = dict(hidden_states=torch.randn(1, 4, 8, 8), encoder_hidden_states=torch.randn(1, 5, 32),
+                      pooled_projections=torch.randn(1, 64), timestep=torch.tensor([500.0]))
+    else:
+        from diffusers import FluxTransformer2DModel
+
+        make = lambda: FluxTransformer2DModel(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1,  # noqa: E731
+                                              attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                              pooled_projection_dim=32, axes_dims_rope=[4, 4, 8], guidance_embeds=True)
+        kwargs = dict(hidden_states=torch.randn(1, 16, 4), encoder_hidden_states=torch.randn(1, 5, 32),
+                      pooled_projections=torch.randn(1, 32), timestep=torch.tensor([0.5]),
+                      img_ids=torch.zeros(16, 3), txt_ids=torch.zeros(5, 3), guidance=torch.tensor([3.5]))
+    fused, live = make().eval(), make().eval()
+    live.load_state_dict(fused.state_dict())
+    targets = [name for name, m in fused.named_modules() if isinstance(m, torch.nn.Linear)]
+    donor = make()
+    donor.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=targets, init_lora_weights=False),
+                      adapter_name="x")
+    state = {f"transformer.{k}": v * 5 for k, v in get_peft_model_state_dict(donor, adapter_name="x").items()}
+    lora = parse_lora(state)
+    assert lora.format == "peft" and lora.components == {"transformer"}
+    with torch.no_grad():
+        base = fused(**kwargs).sample
+        fuse_lora(lora, {"transformer": fused}, scale=0.125)
+        add_lora_adapter(live, lora, component="transformer", adapter_name="hyper", scale=0.125)
+        a, b = fused(**kwargs).sample, live(**kwargs).sample
+    assert (a - base).abs().max() > 1e-4
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
