@@ -353,6 +353,18 @@ def toy_registered():
     set_registry(None)
 
 
+def test_train_takes_an_unregistered_method_spec(tmp_path):
+    from zoo.spec import MethodSpec, Paper
+
+    spec = MethodSpec(name="toy_spec", task="text-to-image", summary="Toy.", paper=Paper("A toy"),
+                      sampler="zoo.train.toy:ToyTrainer", trainer="zoo.train.toy:ToyTrainer",
+                      config="zoo.train.toy:ToyConfig")
+    result = train(spec, toy_config("train.steps=2"), output_dir=tmp_path / "run", progress=False)
+    assert result.status == "finished"
+    assert json.loads((tmp_path / "run/run.json").read_text())["method"] == "toy_spec"
+    assert json.loads((result.export_dir / "zoo.json").read_text())["method"] == "toy_spec"
+
+
 def _cli(*args):
     from zoo.cli import main
 

@@ -45,6 +45,7 @@ from typing import Any, Iterable, Iterator
 import torch
 
 from zoo.errors import TrainingError, ZooError
+from zoo.spec import MethodSpec
 from zoo.train.checkpoint import (capture_rng, checkpoint_name, config_hash, latest_checkpoint, list_checkpoints,
                                   load_checkpoint, prune_checkpoints, remove_stale_temporaries, restore_rng,
                                   save_checkpoint, unwrap)
@@ -101,13 +102,13 @@ class _NonFiniteLoss(Exception):
         self.group, self.step, self.value, self.applied = group, step, value, applied
 
 
-def train(target: str | Trainer | type, config: Any = None, *, output_dir: str | Path | None = None,
+def train(target: str | MethodSpec | Trainer | type, config: Any = None, *, output_dir: str | Path | None = None,
           resume: bool = False, progress: bool = True, checkpoint: str | Path | None = None) -> RunResult:
     """Train ``target`` and return a :class:`RunResult`.
 
     Args:
-        target: a registered method name (its trainer is built from ``config``), a :class:`Trainer` instance, or a
-            Trainer subclass (instantiated with ``config``).
+        target: a registered method name or a :class:`zoo.spec.MethodSpec` (its trainer is built from ``config``),
+            a :class:`Trainer` instance, or a Trainer subclass (instantiated with ``config``).
         config: the resolved method config (omegaconf DictConfig or dataclass instance); None for a method name
             means the method's defaults; ignored for a Trainer instance (its ``config`` is used).
         output_dir: the run folder (default ``config.train.output_dir``, else ``runs/<method>``).
@@ -162,11 +163,11 @@ def _ref(obj: Any) -> str:
 def _resolve(target: Any, config: Any) -> tuple[Trainer, Any, str, dict[str, str | None]]:
     from omegaconf import OmegaConf
 
-    if isinstance(target, str):
+    if isinstance(target, (str, MethodSpec)):
         from zoo.config import load_config
         from zoo.registry import get_method
 
-        spec = get_method(target)
+        spec = target if isinstance(target, MethodSpec) else get_method(target)
         config_class = spec.load("config")
         config = load_config(config_class) if config is None else _as_dictconfig(config)
         factory = spec.load("trainer")
