@@ -251,6 +251,27 @@ def test_two_time_scale_updates_follow_every(tmp_path):
     assert adam_steps == {"critic": 6.0, "student": 2.0}  # student at steps 0 and 3
 
 
+class KeysAreNotAttributes(ToyTrainer):
+    def trainable_modules(self):
+        return {"net": self.student}
+
+    def optimizer_groups(self):
+        from zoo.train.trainer import OptimizerGroup
+
+        return [OptimizerGroup("student", self.student.parameters(), self.config.optim.student)]
+
+    def export_modules(self):
+        return {"net": self.student}
+
+
+def test_module_names_need_not_be_attributes_on_one_process(tmp_path):
+    result = run_toy(tmp_path / "run", "train.steps=4", "train.validate_every=2", "model.two_time_scale=false",
+                     cls=KeysAreNotAttributes)
+    assert result.status == "finished"
+    assert (result.checkpoint / "models/net.safetensors").is_file() and (result.export_dir / "net.safetensors").is_file()
+    assert json.loads((tmp_path / "run/samples/step-000004/validation.json").read_text())["step"] == 4
+
+
 def test_lr_schedules():
     cfg = ToyConfig().optim.student  # warm-up 2, cosine to 0.1
     assert lr_factor(cfg, 0, 10) == pytest.approx(0.5) and lr_factor(cfg, 1, 10) == pytest.approx(1.0)

@@ -14,9 +14,10 @@ uploads::
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from zoo.errors import TrainingError
 from zoo.spec import MANIFEST_NAME
@@ -114,18 +115,28 @@ def write_export_metadata(trainer: Any, out_dir: str | Path, metrics: dict[str, 
     return manifest
 
 
-def export_trainer(trainer: Any, out_dir: str | Path, metrics: dict[str, Any], *, prepared_modules: Any = None,
+def export_trainer(trainer: Any, out_dir: str | Path, metrics: dict[str, Any], *,
                    unwrapped_modules: dict[str, Any] | None = None) -> Path:
-    """Call ``trainer.export(out_dir, metrics)`` with the trainer holding its unwrapped modules."""
+    """Call ``trainer.export(out_dir, metrics)``, with the trainer holding ``unwrapped_modules`` during the call when
+    its modules are wrappers (FSDP/DeepSpeed runs)."""
     out_dir = Path(out_dir)
-    current = dict(trainer.trainable_modules())
-    if unwrapped_modules is not None:
-        trainer.use_prepared_modules(unwrapped_modules)
-    try:
+    with holding(trainer, unwrapped_modules):
         result = trainer.export(out_dir, metrics)
-    finally:
-        trainer.use_prepared_modules(current)
     return Path(result) if result is not None else out_dir
+
+
+@contextlib.contextmanager
+def holding(trainer: Any, modules: dict[str, Any] | None) -> Iterator[None]:
+    """Within the block the trainer holds ``modules`` (via ``use_prepared_modules``) if they differ from its own."""
+    current = dict(trainer.trainable_modules())
+    swap = modules is not None and any(current.get(name) is not module for name, module in modules.items())
+    if swap:
+        trainer.use_prepared_modules(modules)
+    try:
+        yield
+    finally:
+        if swap:
+            trainer.use_prepared_modules(current)
 
 
 def _import_ref(ref: str) -> Any:

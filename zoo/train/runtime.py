@@ -561,14 +561,13 @@ class _Runtime:
             return
         out_dir = self.run_dir / "samples" / checkpoint_name(self.state.step)
         out_dir.mkdir(parents=True, exist_ok=True)
+        from zoo.train.export import holding
+
         rng = capture_rng()
-        prepared = dict(self.trainer.trainable_modules())
-        self.trainer.use_prepared_modules(self.modules)
         try:
-            with torch.no_grad():
+            with holding(self.trainer, self.modules), torch.no_grad():
                 metrics = self.trainer.validate(self.state.step, out_dir) or {}
         finally:
-            self.trainer.use_prepared_modules(prepared)
             restore_rng(rng)
         if metrics:
             record = {"step": self.state.step, **{f"val/{k}": float(v) for k, v in metrics.items()}}
@@ -675,7 +674,7 @@ class _Runtime:
             from zoo.train.export import export_trainer
 
             export_dir = export_trainer(self.trainer, self.run_dir / "export", dict(self.state.metrics),
-                                        prepared_modules=None, unwrapped_modules=self.modules)
+                                        unwrapped_modules=self.modules)
         self.accelerator.wait_for_everyone()
         message = f"Finished {self.total_steps} steps; checkpoint {last_checkpoint}" + (
             f"; exported to {export_dir}" if export_dir else "")
