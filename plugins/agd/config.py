@@ -29,8 +29,9 @@ class AGDConfig:
     use_prompt: bool = True
     trajectories: Optional[str] = None
     """Trajectory file; None = ``<run dir>/trajectories.safetensors``, collected by the trainer when missing."""
-    num_prompts: int = 500
-    """Prompts (one trajectory each) collected when no trajectory file exists (paper: 500 COCO captions)."""
+    num_prompts: int = 64
+    """Prompts (one trajectory each) collected when no trajectory file exists. The paper uses 500 COCO captions;
+    the default is sized for the testbed (``testbed.yaml`` uses 256)."""
     prompt_seed: int = 0
     """Seed of the testbed caption stream the prompts are drawn from."""
     guidance_min: float = 1.0

@@ -93,6 +93,15 @@ def build_sampler(model: ResolvedModel | str | Path | None = None, *, device: st
         raise InputError("AGD needs a model: a folder with trained adapters (zoo train agd exports one)")
     resolved = model if isinstance(model, ResolvedModel) else resolve_model(str(model))
     manifest = dict(resolved.manifest or {})
+    if manifest.get("method") != METHOD:  # a plain base model: identity adapters = its conditional prediction
+        import warnings
+
+        warnings.warn(f"{resolved.ref} has no trained AGD adapters; sampling it with freshly initialised (identity) "
+                      f"adapters, i.e. without guidance", stacklevel=2)
+        components = SDComponents.from_folder(resolved.path, device=device, dtype=dtype)
+        set_attention_backend(components.unet, attention)
+        adapters = AGDAdapters.for_unet(components.unet, hidden_dim=int(settings.pop("hidden_dim", 64)))
+        return AGDSampler(components, adapters, resolved, **settings)
     base_ref = base_model or manifest.get("base_model")
     if not base_ref:
         raise InputError(f"{resolved.ref}: its zoo.json names no base_model; pass base_model=<ref>")

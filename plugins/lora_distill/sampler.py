@@ -63,6 +63,14 @@ def build_sampler(model: ResolvedModel | str | Path | None = None, *, device: st
         raise InputError("lora_distill needs a model: a folder exported by 'zoo train lora_distill'")
     resolved = model if isinstance(model, ResolvedModel) else resolve_model(str(model))
     manifest = dict(resolved.manifest or {})
+    if manifest.get("method") != METHOD:  # a plain base model: no LoRA, zero w-embedding = its conditional model
+        import warnings
+
+        warnings.warn(f"{resolved.ref} is not a LoRA-distill model; sampling its conditional prediction (one call "
+                      f"per step, no guidance)", stacklevel=2)
+        components = SDComponents.from_folder(resolved.path, device=device, dtype=dtype)
+        set_attention_backend(components.unet, attention)
+        return LoRADistillSampler(components, GuidanceEmbedding.for_unet(components.unet), resolved, **settings)
     base_ref = base_model or manifest.get("base_model")
     if not base_ref:
         raise InputError(f"{resolved.ref}: its zoo.json names no base_model; pass base_model=<ref>")
