@@ -108,3 +108,19 @@ def test_registration_does_not_import_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_bench_script_runs_small(tmp_path):
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_sr.py"
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, str(script), "--weights", str(tmp_path / "none.pth"), "--size", "16",
+                           "--repeats", "1", "--memory-size", "40", "--tile", "16", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["weights"] == "random (seed 0)" and report["speed"]["outputs_match"]
+    assert report["speed"]["output"] == [1, 3, 64, 64] and report["speed"]["speed_ratio"] > 0
+    assert report["memory"]["output"] == [160, 160] and report["memory"]["tiles"] == 9
+    assert report["memory"]["peak_rss_mb"] >= report["memory"]["rss_before_upscale_mb"] > 0
