@@ -93,6 +93,7 @@ def write_export_metadata(trainer: Any, out_dir: str | Path, metrics: dict[str, 
 
     from zoo import __version__
     from zoo.config import save_config
+    from zoo.hub import write_manifest
     from zoo.train.checkpoint import config_hash
 
     out_dir = Path(out_dir)
@@ -110,7 +111,7 @@ def write_export_metadata(trainer: Any, out_dir: str | Path, metrics: dict[str, 
     config = trainer.config if not isinstance(trainer.config, dict) else OmegaConf.create(trainer.config)
     save_config(config, out_dir / "config.yaml")
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=str))
-    (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    write_manifest(out_dir, manifest)  # validated (method, task, sampler types) and written atomically
     (out_dir / "README.md").write_text(model_card(manifest, OmegaConf.to_yaml(config, resolve=True), metrics))
     return manifest
 
