@@ -45,7 +45,7 @@ class DistillZooLoadUpscaleModel:
 
 
 class DistillZooUpscale:
-    """Upscale IMAGE with a distill-zoo SR model; ``tile`` > 0 processes overlapping tiles to bound memory."""
+    """Upscale IMAGE with a distill-zoo SR model; ``tile`` > 0 processes overlapping tiles of that size; 0 lets the method decide (large images are tiled)."""
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -54,7 +54,7 @@ class DistillZooUpscale:
             "image": ("IMAGE",),
             "scale": ("INT", {"default": 0, "min": 0, "max": 8, "tooltip": "0: the model's own factor"}),
             "tile": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 8,
-                             "tooltip": "tile size in input pixels; 0: whole image at once"}),
+                             "tooltip": "tile size in input pixels; 0: automatic (only large images are tiled)"}),
             "steps": ("INT", {"default": 1, "min": 1, "max": 100,
                               "tooltip": "diffusion steps for diffusion-based SR (YONOS-SR); 1 for IMDN"}),
             "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED}),

@@ -202,7 +202,7 @@ def build_demo(registry: Any = None) -> "gr.Blocks":  # noqa: F821
                     image = gr.Image(type="pil", label="Input image", image_mode="RGB")
                     with gr.Row():
                         scale = gr.Number(0, precision=0, label="Scale (0: the model's)")
-                        tile = gr.Number(0, precision=0, label="Tile size (0: whole image)")
+                        tile = gr.Number(0, precision=0, label="Tile size (0: automatic, only large images are tiled)")
                     with gr.Row():
                         sr_steps = gr.Slider(1, 50, value=1, step=1, label="Steps (diffusion SR only)")
                         sr_seed = gr.Number(0, precision=0, label="Seed")
