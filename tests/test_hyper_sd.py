@@ -351,3 +351,26 @@ def test_sdxl_presets_through_the_hub_match_diffusers_own_recipe(hub_server, tmp
     torch.testing.assert_close(one.images, expected, rtol=1e-4, atol=1e-4)
     with pytest.raises(InputError, match="steps=2 is out of range for preset 'sdxl-1step-unet': use 1..1"):
         build_sampler(None, preset="sdxl-1step-unet")("x", steps=2)
+
+
+def test_cli_bad_preset_and_bad_lora_are_one_line_errors(tiny_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from zoo.cli import main
+
+    unknown = CliRunner().invoke(main, ["run", "hyper-sd", "--preset", "sd15-3step", "-p", "x",
+                                        "-o", str(tmp_path / "a.png")])
+    assert unknown.exit_code == 1 and unknown.output.startswith("Error: Unknown preset 'sd15-3step'")
+    assert unknown.output.count("\n") == 1
+    import json
+
+    wide = build_tiny_sd(tmp_path / "wide", cross_attention_dim=48)
+    student = tmp_path / "student"
+    _write_lora(wide, student / "lora.safetensors")
+    (student / "zoo.json").write_text(json.dumps({"method": "hyper_sd", "base_model": str(tiny_dir),
+                                                  "lora": "lora.safetensors", "sampler": {"scheduler": "tcd"}}))
+    bad = CliRunner().invoke(main, ["run", "--model", str(student), "-p", "x", "-o", str(tmp_path / "b.png")])
+    assert bad.exit_code == 1 and "does not fit this base model" in bad.output and bad.output.count("\n") == 1
+    ignored = CliRunner().invoke(main, ["run", "--model", str(tiny_dir), "hyper-sd", "--set", "lora=x.safetensors",
+                                        "-p", "x", "-o", str(tmp_path / "c.png")])
+    assert ignored.exit_code == 1 and "Unknown option 'lora' for hyper_sd" in ignored.output
