@@ -133,7 +133,7 @@ def check_trainer(spec: MethodSpec, report: ContractReport, workdir: Path, steps
     overrides = [f"train.steps={steps}", f"train.checkpoint_every={steps}", "train.log_every=1",
                  "train.validate_every=0", "train.tensorboard=false", *config_overrides]
     config = load_config(spec.load("config"), overrides=overrides)
-    result = train(spec.name, config, output_dir=workdir / "run", progress=False)
+    result = train(spec, config, output_dir=workdir / "run", progress=False)
     losses = {k: v for k, v in result.metrics.items() if "loss" in k and isinstance(v, (int, float))}
     if result.step != steps:
         report.problems.append(f"trainer stopped at step {result.step}, expected {steps}")
