@@ -34,12 +34,9 @@ class YonosData:
     """Where HR training crops come from."""
 
     source: str = "testbed"
-    """``testbed``: crops of scikit-image's bundled photos (``plugins/yonos_sr/testbed.py``); or a folder of images
-    (png/jpg/bmp), read recursively."""
+    """``testbed``: procedural shape scenes (``plugins/yonos_sr/testbed.py``); or a folder of images (random crops)."""
     crop_size: int = 32
     """HR crop side in pixels (a multiple of ``scale`` times the VAE factor). Choice of this re-implementation."""
-    prescale: float = 0.5
-    """Testbed only: photos are first resized by this factor, so 32-pixel crops hold more detail."""
 
 
 @dataclass

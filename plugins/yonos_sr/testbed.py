@@ -1,7 +1,7 @@
 """The YONOS-SR testbed: procedural scenes of overlapping anti-aliased shapes, and the tiny models trained on them.
 
-Everything here runs offline on a CPU in minutes. Each 32x32 image is a grey background with 2-5 overlapping
-flat shapes (circles, rings, rotated rectangles, triangles) in random colours, rendered with 4x4 supersampling so
+Everything here runs offline on a CPU in minutes. Each 32x32 image is a grey background with 1-3 overlapping
+flat shapes (circles, rings, rotated rectangles, triangles) in 8 palette colours, rendered with 4x4 supersampling so
 edges are anti-aliased: sharp, high-contrast detail that bicubic upsampling blurs and a small VAE can still encode
 almost losslessly. The stream is seeded and unlimited; the test set uses a seed the training stream never uses.
 (scikit-image's bundled photos were tried first: a VAE small enough to train here reached only ~24 dB reconstruction
@@ -19,16 +19,20 @@ import numpy as np
 import torch
 
 SHAPE_KINDS = ("circle", "rectangle", "triangle", "ring")
-MIN_SHAPES, MAX_SHAPES = 2, 5
+MIN_SHAPES, MAX_SHAPES = 1, 3
 BACKGROUND = 0.5
+PALETTE = ((0.90, 0.12, 0.10), (0.10, 0.72, 0.18), (0.12, 0.25, 0.92), (0.95, 0.85, 0.10), (0.10, 0.80, 0.85),
+           (0.85, 0.15, 0.80), (0.95, 0.95, 0.95), (0.08, 0.08, 0.08))
+"""Shape colours: red, green, blue, yellow, cyan, magenta, white, black (a fixed palette, as in zoo.testbed)."""
+MIN_RADIUS, MAX_RADIUS = 4.0, 11.0
+"""Half-extent of a shape in pixels (at 32x32)."""
 """Each image holds this many shapes (inclusive range), painted in order over a random background."""
 _SUPERSAMPLE = 4
 
-VAE_BLOCKS = (16, 32, 32)
-"""Tiny AutoencoderKL: factor 4 (docs/SR.md §11: "16/32/32 channels, 1 layer per block, f=4")."""
-LATENT_CHANNELS = 8
-"""8 latent channels (6x compression) instead of SD's 4: with 4 (12x) the tiny VAE's reconstruction of sharp
-multi-colour edges stayed below bicubic x4 within a CPU-sized training budget."""
+VAE_BLOCKS = (16, 32, 64)
+"""Tiny AutoencoderKL: factor 4, one layer per block (as zoo.testbed's VAE)."""
+LATENT_CHANNELS = 4
+"""SD's 4 latent channels: 32x32x3 images <-> 4x8x8 latents."""
 UNET_BLOCKS = (32, 64)
 """Tiny UNet: one downsampling, cross-attention at the 64-channel level (docs/SR.md §11)."""
 
@@ -39,7 +43,7 @@ def _shape_mask(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
     coords = (np.arange(fine, dtype=np.float32) + 0.5) / _SUPERSAMPLE
     y, x = np.meshgrid(coords, coords, indexing="ij")
     cx, cy = rng.uniform(0, size, 2)
-    radius = rng.uniform(size * 0.08, size * 0.35)
+    radius = rng.uniform(MIN_RADIUS, MAX_RADIUS) * size / 32
     if kind == "circle":
         inside = (x - cx) ** 2 + (y - cy) ** 2 <= radius ** 2
     elif kind == "ring":
@@ -65,7 +69,7 @@ def _shape_mask(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def render_scene(size: int, rng: np.random.Generator) -> np.ndarray:
-    """One ``[size, size, 3]`` image in [0, 1]: 2-5 overlapping flat shapes in random colours on neutral grey.
+    """One ``[size, size, 3]`` image in [0, 1]: 1-3 overlapping flat shapes in palette colours on neutral grey.
 
     The background is the same for every image on purpose: the VAE's GroupNorm layers normalise each image's own
     statistics, and a small VAE learns absolute colours far faster when they stand out from a fixed reference.
@@ -74,7 +78,7 @@ def render_scene(size: int, rng: np.random.Generator) -> np.ndarray:
     for _ in range(int(rng.integers(MIN_SHAPES, MAX_SHAPES + 1))):
         kind = SHAPE_KINDS[int(rng.integers(len(SHAPE_KINDS)))]
         coverage = _shape_mask(kind, size, rng)[..., None]
-        colour = rng.uniform(0, 1, 3).astype(np.float32)
+        colour = np.asarray(PALETTE[int(rng.integers(len(PALETTE)))], dtype=np.float32)
         image = image * (1 - coverage) + colour * coverage
     return image
 

@@ -1,0 +1,101 @@
+"""YONOS-SR comparison table on the testbed: PSNR / SSIM (Y channel, border = scale) on held-out images.
+
+Measures, on ``--images`` held-out 32x32 testbed scenes (plugins/yonos_sr/testbed.py, a seed training never uses)
+downsampled x4 with bicubic: bicubic upsampling; the x4 model trained directly (from scratch, and from the x2
+teacher's weights with the HR target); the scale-distilled x4 student; the student with the fine-tuned decoder;
+each at 1 step (and at 2 / 4 steps); plus the VAE's reconstruction (the ceiling of any latent model here) and the x2
+teacher at x2. Every model sees the same LR images and the same noise seeds; scores are averaged over ``--seeds``
+noise seeds. Run after scripts/train_yonos_testbed.py:
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_yonos.py --work-dir runs/yonos [--json out.json]
+
+Models that are missing from the work dir are left out of the table. NFE per image is the number of UNet calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+ROWS = (
+    # label, stage folder, scale, steps
+    ("direct x4 from scratch", "direct_x4_scratch", 4, (1, 2, 4)),
+    ("direct x4 (init x2 teacher, HR target)", "direct_x4", 4, (1, 2, 4)),
+    ("scale-distilled x4 (x2 -> x4)", "distill_x4", 4, (1, 2, 4)),
+    ("scale-distilled x4 + decoder fine-tuning", "decoder_x4", 4, (1, 4)),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work-dir", type=Path, default=ROOT / "runs" / "yonos")
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--seeds", type=int, default=2, help="noise seeds averaged per model")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from zoo_plugins.yonos_sr import testbed
+    from zoo_plugins.yonos_sr.evaluate import bicubic_baseline, mean_scores, reconstruction_psnr, super_resolve
+    from zoo_plugins.yonos_sr.model import YonosSRModel
+
+    torch.set_num_threads(args.threads)
+    hr = testbed.test_crops(args.images, 32)
+    rows = []
+
+    def add(label: str, scale: int, steps, nfe, psnr: float, ssim: float | None, seconds: float | None = None):
+        rows.append({"model": label, "scale": scale, "steps": steps, "nfe": nfe, "psnr_y": round(psnr, 3),
+                     "ssim_y": None if ssim is None else round(ssim, 4),
+                     "ms_per_image": None if seconds is None else round(1000 * seconds / len(hr), 2)})
+
+    psnr, ssim = mean_scores(bicubic_baseline(hr, 4), hr, 4)
+    add("bicubic", 4, "-", 0, psnr, ssim)
+    vae_dir = args.work_dir / "vae" / "export"
+    if vae_dir.is_dir():
+        add("VAE reconstruction of HR (ceiling)", 1, "-", 0, reconstruction_psnr(YonosSRModel.load(vae_dir), hr),
+            None)
+    for label, stage, scale, step_list in ROWS:
+        folder = args.work_dir / stage / "export"
+        if not folder.is_dir():
+            print(f"(missing {folder}: row '{label}' left out)", file=sys.stderr)
+            continue
+        model = YonosSRModel.load(folder).eval()
+        for steps in step_list:
+            scores, seconds, nfe = [], 0.0, 0
+            for seed in range(args.seeds):
+                started = time.perf_counter()
+                sr, nfe = super_resolve(model, hr, scale, steps=steps, seed=seed)
+                seconds += time.perf_counter() - started
+                scores.append(mean_scores(sr, hr, scale))
+            add(label, scale, steps, nfe, sum(s[0] for s in scores) / len(scores),
+                sum(s[1] for s in scores) / len(scores), seconds / args.seeds)
+    teacher = args.work_dir / "teacher_x2" / "export"
+    if teacher.is_dir():
+        psnr2, ssim2 = mean_scores(bicubic_baseline(hr, 2), hr, 2)
+        add("(x2 reference) bicubic", 2, "-", 0, psnr2, ssim2)
+        sr, nfe = super_resolve(YonosSRModel.load(teacher).eval(), hr, 2, steps=1)
+        add("(x2 reference) x2 teacher", 2, 1, nfe, *mean_scores(sr, hr, 2))
+
+    print(f"\nYONOS-SR testbed, {len(hr)} held-out 32x32 images, Y-channel PSNR/SSIM (border = scale), "
+          f"mean over {args.seeds} noise seed(s)\n")
+    print("| model | scale | steps | NFE | PSNR (dB) | SSIM | ms/image |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        ssim_text = "-" if row["ssim_y"] is None else f"{row['ssim_y']:.4f}"
+        ms = "-" if row["ms_per_image"] is None else f"{row['ms_per_image']:.2f}"
+        print(f"| {row['model']} | x{row['scale']} | {row['steps']} | {row['nfe']} | {row['psnr_y']:.3f} | "
+              f"{ssim_text} | {ms} |")
+    if args.json:
+        args.json.write_text(json.dumps({"images": len(hr), "seeds": args.seeds, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
