@@ -383,3 +383,21 @@ def test_trainer_stages_run_on_the_runtime_and_export_loadable_models(tmp_path, 
     for name, p in state["d"].items():
         same = torch.equal(p, state["s"][name])
         assert same != name.startswith(("vae.decoder.", "vae.post_quant_conv.")), name
+
+
+def test_folder_data_source_gives_seeded_crops(tmp_path):
+    from PIL import Image
+
+    from zoo_plugins.yonos_sr.trainer import _folder_batches
+
+    rng = np.random.default_rng(0)
+    for index in range(2):
+        Image.fromarray((rng.random((40, 48, 3)) * 255).astype(np.uint8)).save(tmp_path / f"im{index}.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "too_small.png")
+    first = next(iter(_folder_batches(tmp_path, 3, 32, seed=5, shard=0, num_shards=1)))
+    again = next(iter(_folder_batches(tmp_path, 3, 32, seed=5, shard=0, num_shards=1)))
+    other = next(iter(_folder_batches(tmp_path, 3, 32, seed=6, shard=0, num_shards=1)))
+    assert first.shape == (3, 3, 32, 32) and 0 <= float(first.min()) and float(first.max()) <= 1
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    with pytest.raises(ConfigError, match="No image of at least 64x64"):
+        next(iter(_folder_batches(tmp_path, 3, 64, seed=5, shard=0, num_shards=1)))
