@@ -178,3 +178,26 @@ def test_cached_prompt_keys_give_the_same_output_and_follow_a_new_prompt(compone
     torch.testing.assert_close(cached, first, rtol=0, atol=0)
     torch.testing.assert_close(fresh, first, rtol=1e-5, atol=1e-6)
     assert (changed - first).abs().max() > 1e-4
+
+
+def test_caches_are_recomputed_after_the_adapter_weights_change(components):
+    unet = components.unet
+    adapters = AGDAdapters.for_unet(unet, hidden_dim=16)
+    for layer in adapters.layers.values():
+        torch.nn.init.normal_(layer.out_proj.weight, std=0.1)
+    adapters.attach(unet)
+    x, t, c = _inputs(4)
+    try:
+        adapters.set_guidance(3.0)
+        with torch.no_grad():
+            before = unet(x, t, encoder_hidden_states=c).sample
+            for layer in adapters.layers.values():  # in place, like an optimizer step
+                layer.prompt_proj.weight.add_(0.5)
+                layer.guidance_encoder.mlp[0].weight.add_(0.5)
+            after = unet(x, t, encoder_hidden_states=c).sample
+        with torch.enable_grad():
+            reference = unet(x, t, encoder_hidden_states=c).sample.detach()
+    finally:
+        adapters.detach()
+    assert (after - before).abs().max() > 1e-4
+    torch.testing.assert_close(after, reference, rtol=1e-5, atol=1e-6)

@@ -18,6 +18,7 @@ Adapter (the paper's "cross-attention adapter")::
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -40,6 +41,11 @@ class ScalarEncoder(nn.Module):
     def forward(self, scalar: torch.Tensor) -> torch.Tensor:
         features = torch.cos(2 * math.pi * (scalar.float()[:, None] * self.freqs + self.phases))
         return self.norm(self.mlp(features.to(self.freqs.dtype)))
+
+
+@functools.lru_cache(maxsize=32)
+def _positions(length: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return sinusoidal_positions(length, dim, device, dtype)
 
 
 def sinusoidal_positions(length: int, dim: int, device=None, dtype=None) -> torch.Tensor:
@@ -72,12 +78,12 @@ class AttentionAdapter(nn.Module):
     def forward(self, hidden_states: torch.Tensor, guidance: torch.Tensor, temb: torch.Tensor | None,
                 prompt: torch.Tensor | None) -> torch.Tensor:
         # 1. condition tokens: [ω, t] then the prompt tokens, + positions over the whole sequence
-        tokens = [self.guidance_encoder(guidance)[:, None]]
+        tokens = [self._guidance_token(guidance)[:, None]]
         if self.t_proj is not None:
             tokens.append(self.t_proj(temb)[:, None])
         prefix = torch.cat(tokens, dim=1)
         count = prefix.shape[1] + (prompt.shape[1] if self.prompt_proj is not None else 0)
-        positions = sinusoidal_positions(count, self.hidden_dim, prefix.device, prefix.dtype)
+        positions = _positions(count, self.hidden_dim, prefix.device, prefix.dtype)
         prefix = prefix + positions[: prefix.shape[1]]
         key, value = self.k_proj(prefix), self.v_proj(prefix)
         if self.prompt_proj is not None:
@@ -89,17 +95,34 @@ class AttentionAdapter(nn.Module):
         # 3. back to the block's width; added to attn2's output by the hook
         return self.out_proj(out[:, 0])
 
+    def _guidance_token(self, guidance: torch.Tensor) -> torch.Tensor:
+        """ScalarEncoder(ω); constant along a sampling loop, so cached for the same ω values when there is no grad."""
+        if torch.is_grad_enabled():
+            return self.guidance_encoder(guidance)
+        key = (tuple(guidance.tolist()), guidance.device, self._weights_version(self.guidance_encoder))
+        cache = getattr(self, "_guidance_cache", None)
+        if cache is None or cache[0] != key:
+            cache = (key, self.guidance_encoder(guidance))
+            self._guidance_cache = cache
+        return cache[1]
+
     def _prompt_kv(self, prompt: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values of the prompt tokens. They do not change along a sampling loop, so without gradients they
         are cached for the very same prompt tensor object (held by the cache, unmodified since) and reused."""
         cache = getattr(self, "_prompt_cache", None)
-        if (not torch.is_grad_enabled() and cache is not None and cache[0] is prompt
-                and cache[1] == prompt._version and cache[2].shape[0] == prompt.shape[0]):
+        stamp = (prompt._version, self._weights_version(self.prompt_proj, self.k_proj, self.v_proj))
+        if not torch.is_grad_enabled() and cache is not None and cache[0] is prompt and cache[1] == stamp:
             return cache[2], cache[3]
         tokens = self.prompt_proj(prompt) + positions
         key, value = self.k_proj(tokens), self.v_proj(tokens)
-        self._prompt_cache = (prompt, prompt._version, key, value) if not torch.is_grad_enabled() else None
+        self._prompt_cache = (prompt, stamp, key, value) if not torch.is_grad_enabled() else None
         return key, value
+
+    @staticmethod
+    def _weights_version(*modules: nn.Module) -> tuple:
+        """In-place update counters and identities of the modules' parameters (an optimizer step or a load changes
+        them), so that cached values are recomputed after the weights change."""
+        return tuple((id(p), p._version, p.dtype, p.device) for m in modules for p in m.parameters())
 
 
 def cross_attention_modules(unet: nn.Module) -> dict[str, nn.Module]:
@@ -123,8 +146,8 @@ class AGDAdapters(nn.Module):
         eps = unet(x_t, t, encoder_hidden_states=cond).sample     # ≈ CFG output at ω, one pass
         with adapters.disabled(): ...          # the frozen base model
 
-    The UNet pre-hook records the timestep (through the base's frozen ``time_proj``/``time_embedding``) and the prompt
-    embeddings of each call; the ``attn2`` hooks add the adapter outputs.
+    Hooks record the UNet's own timestep embedding (output of its frozen ``time_embedding``) and the prompt embeddings
+    of each call; the ``attn2`` hooks add the adapter outputs.
     """
 
     def __init__(self, layer_dims: dict[str, tuple[int, int]], hidden_dim: int, temb_dim: int, prompt_dim: int,
@@ -182,19 +205,15 @@ class AGDAdapters(nn.Module):
                                f"model the adapters were trained on")
 
         def unet_pre_hook(module, args, kwargs):
-            sample = args[0] if args else kwargs["sample"]
-            timestep = args[1] if len(args) > 1 else kwargs["timestep"]
-            prompt = args[2] if len(args) > 2 else kwargs.get("encoder_hidden_states")
-            t = torch.as_tensor(timestep, device=sample.device).reshape(-1)
-            if t.numel() == 1:
-                t = t.expand(sample.shape[0])
-            if self.config["use_timestep"]:
-                with torch.no_grad():
-                    emb = module.time_proj(t).to(sample.dtype)
-                    self._temb = module.time_embedding(emb)
-            self._prompt = prompt
+            self._prompt = args[2] if len(args) > 2 else kwargs.get("encoder_hidden_states")
+
+        def time_embedding_hook(module, args, output):
+            # the UNet's own (frozen) timestep embedding of this call, reused instead of being recomputed
+            self._temb = output.detach()
 
         self._handles.append(unet.register_forward_pre_hook(unet_pre_hook, with_kwargs=True))
+        if self.config["use_timestep"]:
+            self._handles.append(unet.time_embedding.register_forward_hook(time_embedding_hook))
         for name in self.config["layers"]:
             adapter = self.layers[name.replace(".", "__")]
             self._handles.append(modules[name].register_forward_hook(self._make_hook(adapter), with_kwargs=True))
