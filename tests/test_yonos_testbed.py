@@ -1,0 +1,86 @@
+"""The committed YONOS-SR testbed student (``pkg:zoo_plugins.yonos_sr/testbed``): contract, CLI and quality.
+
+The quality check compares the one-step student with bicubic upsampling, both computed here on held-out testbed
+images (plugins/yonos_sr/testbed.py); the full table is scripts/bench_yonos.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from zoo_plugins.yonos_sr import testbed
+from zoo_plugins.yonos_sr.sampler import default_model_path
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def student():
+    from zoo_plugins.yonos_sr.model import YonosSRModel
+
+    return YonosSRModel.load(default_model_path()).eval()
+
+
+def test_testbed_folder_is_small_and_describes_itself():
+    folder = default_model_path()
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size < 4_000_000, f"testbed weights are {size / 1e6:.2f} MB"  # the whole project budget is 30 MB
+    manifest = json.loads((folder / "zoo.json").read_text())
+    assert manifest["method"] == "yonos_sr" and manifest["task"] == "super-resolution"
+    assert manifest["sampler"] == {"scale": 4, "steps": 1}
+
+
+def test_one_step_student_beats_bicubic_on_held_out_images(student):
+    from zoo_plugins.yonos_sr.evaluate import bicubic_baseline, mean_scores, super_resolve
+
+    hr = testbed.test_crops(32, 32, seed=4321)
+    sr, nfe = super_resolve(student, hr, 4, steps=1)
+    psnr, ssim = mean_scores(sr, hr, 4)
+    bicubic_psnr, bicubic_ssim = mean_scores(bicubic_baseline(hr, 4), hr, 4)
+    assert nfe == 1
+    assert psnr > bicubic_psnr + 0.5 and ssim > bicubic_ssim
+
+
+def test_contract(tmp_path, fresh_registry):
+    from zoo.registry import get_method
+    from zoo.testing import check_method
+
+    report = check_method(get_method("yonos_sr"), workdir=tmp_path,
+                          config_overrides=["stage=autoencoder", "train.batch_size=2"])
+    assert report.ok, report.problems
+    assert report.sample_nfe == 1
+
+
+def test_zoo_upscale_cli_writes_a_x4_png_with_nfe(tmp_path, fresh_registry):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from zoo.cli import main
+    from zoo.sampling import read_metadata
+
+    lr = testbed.render_batch(1, 16, np.random.default_rng(5))[0].permute(1, 2, 0).numpy()
+    Image.fromarray((lr * 255).round().astype(np.uint8)).save(tmp_path / "lr.png")
+    result = CliRunner().invoke(main, ["upscale", "yonos_sr", str(tmp_path / "lr.png"), "-o", str(tmp_path / "sr.png"),
+                                       "--device", "cpu", "--set", "steps=2"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "sr.png").size == (64, 64)
+    metadata = read_metadata(tmp_path / "sr.png")
+    assert metadata["nfe"] == 2 and metadata["steps"] == 2 and metadata["method"] == "yonos_sr"
+
+
+def test_zoo_upscale_cli_wrong_scale_is_one_error_line(tmp_path, fresh_registry):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from zoo.cli import main
+
+    Image.new("RGB", (8, 8), (128, 128, 128)).save(tmp_path / "lr.png")
+    result = CliRunner().invoke(main, ["upscale", "yonos_sr", str(tmp_path / "lr.png"), "-o", str(tmp_path / "o.png"),
+                                       "--scale", "3", "--device", "cpu"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "trained for x4" in result.output
+    assert len(result.output.strip().splitlines()) == 1
