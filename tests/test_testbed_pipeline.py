@@ -1,0 +1,116 @@
+"""The committed testbed teacher: a genuine diffusers Stable Diffusion folder that loads offline, is deterministic per
+seed, follows its prompts, fits the size budget and is the embedded default of ``zoo run``."""
+
+import json
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from zoo.testbed import TEACHER_DIR, TEACHER_REF
+from zoo.testbed.models import LATENT_SIZE, SCHEDULER_CONFIG, weights_size
+
+ROOT = Path(__file__).resolve().parents[1]
+MB = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import logging
+
+    logging.disable_progress_bar()
+    pipe = StableDiffusionPipeline.from_pretrained(TEACHER_DIR, local_files_only=True)  # fp16 files load as fp32
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def generate(pipe, prompt, seed, steps=4, guidance_scale=5.0, batch=2):
+    return pipe([prompt] * batch, num_inference_steps=steps, guidance_scale=guidance_scale, height=32, width=32,
+                generator=torch.Generator().manual_seed(seed), output_type="np").images
+
+
+def test_folder_is_a_standard_sd15_layout_with_the_sd15_schedule(pipeline):
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    assert isinstance(pipeline.unet, UNet2DConditionModel) and isinstance(pipeline.vae, AutoencoderKL)
+    assert isinstance(pipeline.text_encoder, CLIPTextModel) and isinstance(pipeline.tokenizer, CLIPTokenizer)
+    assert isinstance(pipeline.scheduler, DDIMScheduler)
+    for key, value in SCHEDULER_CONFIG.items():
+        assert pipeline.scheduler.config[key] == value, key
+    assert pipeline.tokenizer.model_max_length == 77
+    assert pipeline.unet.config.sample_size == LATENT_SIZE and pipeline.vae_scale_factor == 4
+    assert pipeline.unet.config.cross_attention_dim == pipeline.text_encoder.config.hidden_size
+    assert pipeline.vae.config.scaling_factor != 1.0
+    for part in ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
+                 "text_encoder/model.safetensors", "tokenizer/tokenizer.json", "model_index.json"):
+        assert (TEACHER_DIR / part).is_file(), part
+    assert not list(TEACHER_DIR.rglob("*.bin")) and not list(TEACHER_DIR.rglob("*.pt"))
+
+
+def test_output_is_deterministic_per_seed(pipeline):
+    first = generate(pipeline, "a red circle", seed=3)
+    second = generate(pipeline, "a red circle", seed=3)
+    other = generate(pipeline, "a red circle", seed=4)
+    assert first.shape == (2, 32, 32, 3) and np.isfinite(first).all()
+    assert np.array_equal(first, second)
+    assert np.abs(first - other).mean() > 0.01
+
+
+def test_teacher_follows_prompts():
+    """A short check that the committed weights are trained (the full numbers come from scripts/bench_quality.py)."""
+    from zoo.t2i import DDIMSampler
+    from zoo.testbed.evaluator import Evaluator
+
+    sampler = DDIMSampler.from_model(TEACHER_REF, device="cpu")
+    prompts = ["a red circle", "a blue square", "a yellow triangle", "a green square"]
+    images, labels = [], []
+    for index, prompt in enumerate(prompts):
+        result = sampler(prompt, steps=10, seed=index, batch_size=6)
+        assert result.nfe == 20  # 10 steps x (conditional + unconditional)
+        images += result.images
+        labels += [prompt] * 6
+    report = Evaluator().evaluate(images, labels)
+    assert report.color_acc >= 0.8 and report.shape_acc >= 0.7, report
+
+
+def test_manifest_names_the_base_sampler_and_recommended_settings():
+    manifest = json.loads((TEACHER_DIR / "zoo.json").read_text())
+    assert manifest["method"] == "base" and manifest["task"] == "text-to-image"
+    assert manifest["sampler"]["steps"] == 25 and manifest["sampler"]["guidance_scale"] > 1
+    assert "train_testbed.py" in manifest["testbed"]["command"]
+
+
+def test_zoo_run_without_a_model_uses_the_testbed(tmp_path):
+    from click.testing import CliRunner
+
+    from zoo.cli import main
+    from zoo.sampling import read_metadata
+
+    out = tmp_path / "image.png"
+    result = CliRunner().invoke(main, ["run", "-p", "a blue circle", "--steps", "4", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    from PIL import Image
+
+    with Image.open(out) as image:
+        assert image.size == (32, 32) and image.mode == "RGB"
+    metadata = read_metadata(out)
+    assert metadata["model"] == TEACHER_REF and metadata["method"] == "base" and metadata["nfe"] == 8
+
+
+def test_weights_fit_the_size_budget():
+    assert weights_size(TEACHER_DIR) < 8.5 * MB
+    testbed_folders = [ROOT / "zoo" / "testbed"] + sorted((ROOT / "plugins").glob("*/testbed"))
+    total = sum(weights_size(folder) for folder in testbed_folders)
+    assert total < 30 * MB, {str(f.relative_to(ROOT)): weights_size(f) for f in testbed_folders}
+
+
+def test_weights_are_declared_as_package_data():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    package_dir = ROOT / "zoo" / "testbed"
+    covered = {p for pattern in config.get("zoo.testbed", []) for p in package_dir.glob(pattern) if p.is_file()}
+    shipped = {p for p in (package_dir / "weights").rglob("*") if p.is_file()}
+    assert shipped and shipped <= covered, sorted(str(p) for p in shipped - covered)
