@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     parser.add_argument("--negative", default="red")
     parser.add_argument("--alpha", type=float, nargs="*", default=[0.3, 0.5, 1.0])
     parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's)")
+    parser.add_argument("--guidance-scale", type=float, default=None, help="CFG scale (default: the model's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args(argv)
@@ -42,14 +44,20 @@ def main(argv=None) -> int:
     from zoo.testbed.evaluator import Evaluator
 
     spec, resolved = resolve_method_and_model(args.method, args.model)
-    sampler = spec.load("sampler")(resolved, device="cpu")
+    if spec is None:  # an undistilled model ("base"): NASA on the core DDIM sampler
+        from zoo.t2i import DDIMSampler
+
+        sampler, name = DDIMSampler.from_model(resolved, device="cpu"), "base"
+    else:
+        sampler, name = spec.load("sampler")(resolved, device="cpu"), spec.name
+    fixed = {k: v for k, v in (("steps", args.steps), ("guidance_scale", args.guidance_scale)) if v is not None}
     evaluator = Evaluator()
     batches = [(seed, min(16, args.images - 16 * i)) for i, seed in enumerate(range(0, (args.images + 15) // 16))]
 
     def measure(**options):
         images, nfe = [], set()
         for seed, size in batches:
-            result = sampler(args.prompt, seed=1000 + seed, batch_size=size, **options)
+            result = sampler(args.prompt, seed=1000 + seed, batch_size=size, **fixed, **options)
             images += result.images
             nfe.add(result.nfe)
         analysis = evaluator.analyze(images)
@@ -61,7 +69,7 @@ def main(argv=None) -> int:
     for alpha in args.alpha:
         rows.append({"alpha": alpha, **measure(negative_prompt=args.negative, nasa_alpha=alpha)})
     base = rows[0]
-    print(f"{spec.name} on {resolved.ref if resolved else 'default'}: '{args.prompt}', negative '{args.negative}', "
+    print(f"{name} on {resolved.ref if resolved else 'default'}: '{args.prompt}', negative '{args.negative}', "
           f"{args.images} images")
     print(f"{'alpha':>6} {'red share':>10} {'drop':>7} {'shape acc':>10} {'d shape':>8} {'NFE':>4}")
     for row in rows:
@@ -72,7 +80,7 @@ def main(argv=None) -> int:
               f"{'-' if drop is None else f'{drop:.1%}':>7} {row['shape_acc']:>10.3f} {row['shape_delta']:>+8.3f} "
               f"{row['nfe']:>4}")
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps({"method": spec.name, "rows": rows}, indent=2))
+        Path(args.json_path).write_text(json.dumps({"method": name, "settings": fixed, "rows": rows}, indent=2))
     return 0
 
 
