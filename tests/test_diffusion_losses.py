@@ -91,6 +91,10 @@ def test_fresh_fake_score_equals_teacher_and_base_exists_once(teacher):
     assert counts["base"] == unet_base
     assert 0 < counts["lora:fake_score"] < counts["base"] / 5
     assert all(not p.requires_grad for p in teacher.base_parameters())
+    # Every fake score stays trainable across teacher/fake switches (PEFT's toggles would freeze inactive ones).
+    teacher.teacher_output(x, t, cond)
+    for name in teacher.adapters:
+        assert all(p.requires_grad for p in teacher.fake_parameters(name))
 
 
 def test_lora_step_leaves_base_bit_identical_and_changes_fake_only(teacher):

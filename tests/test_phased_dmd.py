@@ -164,6 +164,11 @@ def test_ttur_counts_phases_and_export(tiny_sd, tmp_path):
     assert result.status == "finished"
     assert trainer.loss_calls == {"generator": 2, "fake_score": 10}  # ratio 5 over 10 steps
     assert [trainer.phase_at(s) for s in range(10)] == [0] * 5 + [1] * 5
+    from safetensors import safe_open
+
+    with safe_open(str(result.checkpoint / "models" / "fake_score.safetensors"), "pt") as handle:
+        keys = list(handle.keys())
+    assert any(".fake_0." in k for k in keys) and any(".fake_1." in k for k in keys)  # every phase's fake score
     manifest = json.loads((result.export_dir / "zoo.json").read_text())
     assert manifest["sampler"]["phase_boundaries"] == [499] and manifest["method"] == "phased_dmd"
     sampler = build_sampler(str(result.export_dir))

@@ -91,10 +91,14 @@ class SharedBaseTeacher:
         if self._active != adapter:
             self.unet.set_adapter(adapter)
             self._active = adapter
-            # PEFT's set_adapter marks only the active adapter trainable; keep every fake score trainable.
-            for name in self.adapters:
-                for param in self.fake_parameters(name):
-                    param.requires_grad_(True)
+            self._mark_trainable()
+
+    def _mark_trainable(self) -> None:
+        """PEFT marks only the active adapter trainable; keep every fake score trainable (optimizers and
+        checkpoints see a fixed set of parameters)."""
+        for name in self.adapters:
+            for param in self.fake_parameters(name):
+                param.requires_grad_(True)
 
     @contextlib.contextmanager
     def teacher_mode(self) -> Iterator[None]:
@@ -104,6 +108,7 @@ class SharedBaseTeacher:
             yield
         finally:
             self.unet.enable_adapters()
+            self._mark_trainable()  # PEFT's enable re-activates only the active adapter's requires_grad
 
     # -- predictions ----------------------------------------------------------------------------------------------
     def _guided(self, x_t, t, cond, uncond, guidance_scale):
