@@ -3,7 +3,7 @@
 Measures, on ``--images`` held-out 32x32 testbed scenes (plugins/yonos_sr/testbed.py, a seed training never uses)
 downsampled x4 with bicubic: bicubic upsampling; the x4 model trained directly (from scratch, and from the x2
 teacher's weights with the HR target); the scale-distilled x4 student; the student with the fine-tuned decoder; the
-same direct / distilled pair trained with loss weight w = 1 instead of max(SNR, 1) (suffix "w=1");
+direct baseline with the same decoder fine-tuning;
 each at 1 step (and at 2 / 4 steps); plus the VAE's reconstruction (the ceiling of any latent model here) and the x2
 teacher at x2. Every model sees the same LR images and the same noise seeds; scores are averaged over ``--seeds``
 noise seeds. Run after scripts/train_yonos_testbed.py:
@@ -26,12 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ROWS = (
     # label, stage folder, scale, steps
     ("direct x4 from scratch", "direct_x4_scratch", 4, (1, 2, 4)),
+    ("direct x4 from scratch + decoder fine-tuning", "decoder_direct_x4_scratch", 4, (1,)),
     ("direct x4 (init x2 teacher, HR target)", "direct_x4", 4, (1, 2, 4)),
     ("scale-distilled x4 (x2 -> x4)", "distill_x4", 4, (1, 2, 4)),
     ("scale-distilled x4 + decoder fine-tuning", "decoder_x4", 4, (1, 4)),
-    ("direct x4 (init x2 teacher, HR target), w=1", "direct_x4_x0w", 4, (1, 2, 4)),
-    ("scale-distilled x4 (x2 -> x4), w=1", "distill_x4_x0w", 4, (1, 2, 4)),
-    ("scale-distilled x4, w=1, + decoder fine-tuning", "decoder_x4_x0w", 4, (1, 4)),
 )
 
 
