@@ -62,8 +62,9 @@ class YonosConfig:
     distilled model). Empty for ``regress``: a new model on the testbed VAE (``vae_from``)."""
     teacher: str = ""
     """``distill`` only: the model trained at ``scale / 2`` (frozen)."""
-    vae_from: str = ""
-    """``regress`` from scratch: folder holding the VAE (``<folder>/vae``); empty with ``stage=autoencoder``."""
+    vae_from: str = "pkg:zoo_plugins.yonos_sr/testbed"
+    """``regress`` from scratch: model folder whose ``vae/`` is used (frozen); default the committed testbed model's
+    VAE, so ``zoo train yonos_sr`` alone trains an x2 teacher on the testbed."""
     loss_weighting: str = "truncated_snr"
     """w(lambda_t) of the x0 loss: ``truncated_snr`` = max(SNR, 1) (Salimans & Ho, arXiv 2202.00512, Sec. 4),
     ``x0`` = 1, ``snr_plus_one`` = SNR + 1 (equal to the v-loss). The paper's choice is unknown."""

@@ -2,8 +2,9 @@
 
 Everything here runs offline on a CPU in minutes. Each 32x32 image is a grey background with 1-3 overlapping
 flat shapes (circles, rings, rotated rectangles, triangles) in 8 palette colours, rendered with 4x4 supersampling so
-edges are anti-aliased: sharp, high-contrast detail that bicubic upsampling blurs and a small VAE can still encode
-almost losslessly. The stream is seeded and unlimited; the test set uses a seed the training stream never uses.
+edges are anti-aliased: sharp, high-contrast detail that bicubic upsampling blurs and that the tiny VAE still
+reconstructs well (35.5 dB Y-PSNR, against 32.2 dB for bicubic x4). The stream is seeded and unlimited; the test
+set uses a seed the training stream never uses.
 (scikit-image's bundled photos were tried first: a VAE small enough to train here reached only ~24 dB reconstruction
 PSNR on them, below bicubic x4, so no latent model could beat bicubic there.) The x2 / x4 LR inputs are made from the
 HR images by bicubic downsampling (:func:`zoo_plugins.yonos_sr.model.degrade`).
