@@ -1,0 +1,144 @@
+"""Quality benchmark on the testbed: the teacher and every registered text-to-image method's testbed student.
+
+Each row samples the fixed prompt set of :mod:`zoo.testbed.prompts` (19 prompts x 16 seeds = 304 images, one batch of
+16 per prompt, the same initial noise for every row) and scores the images with :class:`zoo.testbed.evaluator.Evaluator`:
+
+- ``color_acc`` / ``shape_acc``: fraction of images showing the colour / shape their prompt names;
+- ``diversity``: spread of position and size per prompt relative to real data (1.0 = like the data);
+- ``fd``: Fréchet distance to real images in the evaluator classifier's feature space (lower is better);
+- ``ms_per_image``: median over prompts of the wall time of one batch-16 call divided by 16 (after one warm-up call).
+
+Rows: the teacher with DDIM at 25 steps with CFG (its recommended setting) and at 1, 2 and 4 steps with the same CFG
+scale (the baselines a distilled student must beat), then every method from ``zoo.registry.list_methods(
+task="text-to-image")`` whose ``MethodSpec.default_model`` is set, run with ``spec.load("sampler")(model)`` and the
+recommended settings of the model's ``zoo.json``.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python scripts/bench_quality.py --threads 1 --json runs/bench_quality.json
+    python scripts/bench_quality.py --only teacher      # just the teacher rows
+    python scripts/bench_quality.py --only swiftbrush   # just one method
+
+Timing on a shared CPU is noisy; compare ``ms_per_image`` only between rows of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+COLUMNS = ("method", "nfe", "color_acc", "shape_acc", "diversity", "fd", "ms_per_image")
+
+
+def run_rows(name: str, sampler, evaluator, jobs, batch_size: int, **call_options) -> dict:
+    """Sample every ``(prompt, seed)`` job as one batch and score all images together."""
+    from tqdm import tqdm
+
+    sampler(jobs[0][0], seed=jobs[0][1], batch_size=batch_size, **call_options)  # warm-up
+    images, prompts, seconds, nfes = [], [], [], set()
+    for prompt, seed in tqdm(jobs, desc=name, mininterval=5, file=sys.stderr):
+        started = time.perf_counter()
+        result = sampler(prompt, seed=seed, batch_size=batch_size, **call_options)
+        seconds.append(time.perf_counter() - started)
+        images += result.images
+        prompts += [prompt] * len(result.images)
+        nfes.add(result.nfe)
+    report = evaluator.evaluate(images, prompts)
+    return {"method": name, "nfe": max(nfes), "color_acc": report.color_acc, "shape_acc": report.shape_acc,
+            "diversity": report.diversity, "fd": report.fd,
+            "ms_per_image": 1000.0 * statistics.median(seconds) / batch_size}
+
+
+def format_table(rows: list[dict]) -> str:
+    def cell(value):
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
+        return str(value)
+
+    table = [list(COLUMNS)] + [[cell(row.get(c)) for c in COLUMNS] for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
+    lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))) for r in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", type=Path, default=None, help="Also write the rows as a JSON list to this file.")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="Row groups to run: 'teacher' and/or method names (default: all).")
+    parser.add_argument("--teacher", default=None, help="Teacher model ref (default: the embedded testbed teacher).")
+    parser.add_argument("--teacher-steps", type=int, nargs="*", default=[25, 1, 2, 4])
+    parser.add_argument("--guidance-scale", type=float, default=None,
+                        help="CFG scale of the teacher rows (default: the teacher's zoo.json).")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--prompts", type=int, default=None, help="Use only the first N benchmark prompts (quick runs).")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from zoo.loading import BASE_METHOD
+    from zoo.registry import list_methods
+    from zoo.t2i import DEFAULT_MODEL, DDIMSampler
+    from zoo.hub import resolve_model
+    from zoo.testbed.evaluator import Evaluator
+    from zoo.testbed.prompts import BENCHMARK_PROMPTS, benchmark_jobs
+
+    prompts = BENCHMARK_PROMPTS[: args.prompts] if args.prompts else BENCHMARK_PROMPTS
+    jobs = benchmark_jobs(prompts)
+    evaluator = Evaluator()
+    wanted = set(args.only) if args.only else None
+    rows: list[dict] = []
+
+    if wanted is None or "teacher" in wanted:
+        teacher = DDIMSampler.from_model(resolve_model(args.teacher or DEFAULT_MODEL), device="cpu")
+        guidance = args.guidance_scale if args.guidance_scale is not None else teacher.default_guidance_scale
+        for steps in args.teacher_steps:
+            name = f"teacher DDIM {steps} step{'s' if steps > 1 else ''}, CFG {guidance:g}"
+            rows.append(run_rows(name, teacher, evaluator, jobs, args.batch_size, steps=steps,
+                                 guidance_scale=guidance))
+            print(format_table(rows[-1:]).splitlines()[-1], file=sys.stderr)
+
+    for spec in list_methods(task="text-to-image"):
+        if not spec.default_model or (wanted is not None and spec.name not in wanted):
+            continue
+        try:
+            model = resolve_model(spec.default_model)
+            sampler = spec.load("sampler")(model, device="cpu")
+            row = run_rows(spec.name, sampler, evaluator, jobs, args.batch_size)
+        except Exception as exc:  # noqa: BLE001 - one broken method must not hide the others' rows
+            traceback.print_exc()
+            row = {"method": spec.name, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+        rows.append(row)
+        if "error" not in row:
+            print(format_table([row]).splitlines()[-1], file=sys.stderr)
+        else:
+            print(f"{spec.name}: {row['error']}", file=sys.stderr)
+
+    print(format_table([r for r in rows if "error" not in r]))
+    for row in rows:
+        if "error" in row:
+            print(f"{row['method']}: FAILED ({row['error']})")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        clean = [{c: row.get(c) for c in COLUMNS} | ({"error": row["error"]} if "error" in row else {}) for row in rows]
+        args.json.write_text(json.dumps(clean, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
