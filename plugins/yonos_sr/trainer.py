@@ -53,9 +53,10 @@ def check_config(config: Any) -> None:
         raise ConfigError("stage=decoder needs init_from=<folder of the distilled model>")
     if config.stage == "regress" and not (config.init_from or config.vae_from):
         raise ConfigError("stage=regress needs vae_from=<folder with a vae/> (or init_from=<model folder>)")
-    if int(config.data.crop_size) % (int(config.scale) * 8):
-        raise ConfigError(f"data.crop_size {config.data.crop_size} must be a multiple of 8 x scale "
-                          f"({8 * int(config.scale)}) so LR crops and latents line up")
+    crop, scale = int(config.data.crop_size), int(config.scale)
+    if crop % scale or crop % 8:
+        raise ConfigError(f"data.crop_size {crop} must be a multiple of the scale ({scale}) and of 8 so LR crops and "
+                          "latents line up")
 
 
 class YonosSRTrainer(Trainer):
