@@ -130,3 +130,28 @@ def test_images_may_be_pil_uint8_or_other_sizes(evaluator):
 
 def test_classifier_weights_are_small():
     assert CLASSIFIER_WEIGHTS.stat().st_size < 300_000
+
+
+def test_zoo_eval_reads_prompts_from_png_metadata_and_writes_json(tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from zoo.cli import main
+    from zoo.sampling import save_image
+
+    images, prompts, _ = real_batch(12, seed=21)
+    for index, (image, prompt) in enumerate(zip(images, prompts)):
+        save_image(Image.fromarray((image * 255).round().astype(np.uint8)), tmp_path / "png" / f"{index}.png",
+                   {"prompt": prompt, "seed": index})
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(main, ["eval", str(tmp_path / "png"), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["n_images"] == 12 and report["color_acc"] == 1.0 and report["shape_acc"] == 1.0
+    assert set(report) >= {"color_acc", "shape_acc", "diversity", "fd", "per_prompt"}
+
+    Image.fromarray((images[0] * 255).astype(np.uint8)).save(tmp_path / "bare.png")
+    result = CliRunner().invoke(main, ["eval", str(tmp_path / "bare.png")])
+    assert result.exit_code == 1 and "carries no prompt" in result.output and "--prompt" in result.output
+    result = CliRunner().invoke(main, ["eval", str(tmp_path / "bare.png"), "--prompt", prompts[0]])
+    assert result.exit_code == 0, result.output

@@ -114,3 +114,19 @@ def test_weights_are_declared_as_package_data():
     covered = {p for pattern in config.get("zoo.testbed", []) for p in package_dir.glob(pattern) if p.is_file()}
     shipped = {p for p in (package_dir / "weights").rglob("*") if p.is_file()}
     assert shipped and shipped <= covered, sorted(str(p) for p in shipped - covered)
+
+
+def test_bench_quality_writes_rows_with_the_documented_keys(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "rows.json"
+    command = [sys.executable, str(ROOT / "scripts" / "bench_quality.py"), "--only", "teacher", "--prompts", "2",
+               "--teacher-steps", "1", "--batch-size", "4", "--json", str(out)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert len(rows) == 1
+    assert set(rows[0]) == {"method", "nfe", "color_acc", "shape_acc", "diversity", "fd", "ms_per_image"}
+    assert rows[0]["nfe"] == 2 and 0.0 <= rows[0]["color_acc"] <= 1.0 and rows[0]["ms_per_image"] > 0
+    assert "teacher DDIM 1 step" in completed.stdout
