@@ -35,5 +35,5 @@ def register_methods(register):
         config="zoo_plugins.hyper_sd.config:HyperSDConfig",
         artifacts=tuple(p.artifact for p in presets),
         presets=presets,
-        default_model=None,
+        default_model="pkg:zoo_plugins.hyper_sd/testbed",
     ))

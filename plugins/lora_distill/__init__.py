@@ -16,5 +16,5 @@ def register_methods(register):
         sampler="zoo_plugins.lora_distill.sampler:build_sampler",
         trainer="zoo_plugins.lora_distill.trainer:LoRADistillTrainer",
         config="zoo_plugins.lora_distill.config:LoRADistillConfig",
-        default_model=None,
+        default_model="pkg:zoo_plugins.lora_distill/testbed",
     ))
