@@ -18,5 +18,5 @@ def register_methods(register):
         sampler="zoo_plugins.agd.sampler:build_sampler",
         trainer="zoo_plugins.agd.trainer:AGDTrainer",
         config="zoo_plugins.agd.config:AGDConfig",
-        default_model=None,
+        default_model="pkg:zoo_plugins.agd/testbed",
     ))
