@@ -5,7 +5,8 @@ downsampled x4 with bicubic: bicubic upsampling; the x4 model trained directly (
 teacher's weights with the HR target); the scale-distilled x4 student; the student with the fine-tuned decoder; the
 direct baseline with the same decoder fine-tuning;
 each at 1 step (and at 2 / 4 steps); plus the VAE's reconstruction (the ceiling of any latent model here) and the x2
-teacher at x2. Every model sees the same LR images and the same noise seeds; scores are averaged over ``--seeds``
+teacher at x2; and the next round, x4 -> x8 (distilled from the x4 student vs the HR target from the same
+initialisation). Every model sees the same LR images and the same noise seeds; scores are averaged over ``--seeds``
 noise seeds. Run after scripts/train_yonos_testbed.py:
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_yonos.py --work-dir runs/yonos [--json out.json]
@@ -30,6 +31,8 @@ ROWS = (
     ("direct x4 (init x2 teacher, HR target)", "direct_x4", 4, (1, 2, 4)),
     ("scale-distilled x4 (x2 -> x4)", "distill_x4", 4, (1, 2, 4)),
     ("scale-distilled x4 + decoder fine-tuning", "decoder_x4", 4, (1, 4)),
+    ("direct x8 (init x4 student, HR target)", "direct_x8", 8, (1,)),
+    ("scale-distilled x8 (x4 -> x8)", "distill_x8", 8, (1,)),
 )
 
 
@@ -65,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             None)
     for label, stage, scale, step_list in ROWS:
         folder = args.work_dir / stage / "export"
+        if scale != 4 and folder.is_dir() and not any(r["model"] == "bicubic" and r["scale"] == scale for r in rows):
+            add("bicubic", scale, "-", 0, *mean_scores(bicubic_baseline(hr, scale), hr, scale))
         if not folder.is_dir():
             print(f"(missing {folder}: row '{label}' left out)", file=sys.stderr)
             continue
