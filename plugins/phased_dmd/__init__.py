@@ -18,7 +18,7 @@ SPEC = MethodSpec(
     sampler="zoo_plugins.phased_dmd.sampler:build_sampler",
     trainer="zoo_plugins.phased_dmd.trainer:build_trainer",
     config="zoo_plugins.phased_dmd.config:PhasedDMDConfig",
-    default_model=None,  # set to "pkg:zoo_plugins.phased_dmd/testbed" once the testbed student is committed
+    default_model="pkg:zoo_plugins.phased_dmd/testbed",
 )
 
 

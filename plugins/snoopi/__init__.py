@@ -17,7 +17,7 @@ SPEC = MethodSpec(
     sampler="zoo_plugins.snoopi.sampler:build_sampler",
     trainer="zoo_plugins.snoopi.trainer:build_trainer",
     config="zoo_plugins.snoopi.config:SnoopiConfig",
-    default_model=None,  # set to "pkg:zoo_plugins.snoopi/testbed" once the testbed student is committed
+    default_model="pkg:zoo_plugins.snoopi/testbed",
 )
 
 

@@ -20,7 +20,7 @@ SPEC = MethodSpec(
                         license="cc-by-nc-4.0",
                         description="SwiftBrush v1 on SD2.1-base: a full diffusers StableDiffusionPipeline folder",
                         settings={"steps": 1, "guidance_scale": 0.0}),),
-    default_model=None,  # set to "pkg:zoo_plugins.swiftbrush/testbed" once the testbed student is committed
+    default_model="pkg:zoo_plugins.swiftbrush/testbed",
 )
 
 
