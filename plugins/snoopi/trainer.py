@@ -20,20 +20,13 @@ One step (groups in order):
 
 from __future__ import annotations
 
-import contextlib
-import copy
-from collections import Counter
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from zoo.diffusion import schedule
-from zoo.diffusion.distill_data import PromptEncoder, PromptSource, drop_captions, load_components, save_unet
-from zoo.diffusion.losses import alpha_weighted_eps_loss, vsd_loss
-from zoo.diffusion.teacher import SharedBaseTeacher
+from zoo.diffusion.losses import vsd_loss
+from zoo.diffusion.vsd_trainer import OneStepVSDTrainer
 from zoo.errors import ConfigError
-from zoo.sdk import OptimizerGroup, Trainer
 
 from .nasa import negative_attention, sample_nasa_alpha
 
@@ -48,8 +41,12 @@ def sample_kappa(batch_size: int, kappa_min: float, kappa_max: float, device="cp
     return (kappa_min + (kappa_max - kappa_min) * torch.rand(batch_size)).to(device)
 
 
-class SnoopiTrainer(Trainer):
-    """PG-SB: VSD with one random guidance scale per sample shared by both teachers; NASA-T optional."""
+class SnoopiTrainer(OneStepVSDTrainer):
+    """PG-SB: VSD with one random guidance scale per sample shared by both teachers; NASA-T optional.
+
+    The generator, the LoRA-teacher update, validation and export are the shared one-step VSD machinery of
+    :class:`zoo.diffusion.vsd_trainer.OneStepVSDTrainer` (SwiftBrush's); SNOOPI's own parts are below.
+    """
 
     def build(self) -> None:
         cfg = self.config
@@ -57,28 +54,8 @@ class SnoopiTrainer(Trainer):
             raise ConfigError(f"kappa_min={cfg.kappa_min} is above kappa_max={cfg.kappa_max}; give a range")
         if cfg.nasa_t and not list(cfg.negative_prompts):
             raise ConfigError("nasa_t=true needs negative prompts; set negative_prompts=['...'] (e.g. 'low quality')")
-        self.components = load_components(cfg.teacher, self.device)
-        self.alphas_cumprod = self.components.alphas_cumprod
-        self.encoder = PromptEncoder(self.components)
-        self.prompts = PromptSource(str(cfg.prompts))
-        self.student = copy.deepcopy(self.components.unet).requires_grad_(True).train()
-        self.scores = SharedBaseTeacher(self.components.unet, self.alphas_cumprod, adapters=("lora_teacher",),
-                                        rank=int(cfg.lora_rank), lora_alpha=float(cfg.lora_alpha),
-                                        target_modules=list(cfg.lora_targets))
-        self.lora_teacher = self.components.unet
-        self._cached = None
-        self.loss_calls: Counter = Counter()
+        super().build()
         self.last_kappa: torch.Tensor | None = None
-
-    def trainable_modules(self):
-        return {"student": self.student, "lora_teacher": self.lora_teacher}
-
-    def ema_modules(self):
-        return {"student": self.student}
-
-    def optimizer_groups(self):
-        return [OptimizerGroup("student", self.student.parameters(), self.config.optim.student),
-                OptimizerGroup("lora_teacher", self.scores.fake_parameters(), self.config.optim.lora_teacher)]
 
     def batches(self, seed: int):
         """``{"prompts", "negatives"?}`` micro-batches from one seeded numpy generator."""
@@ -91,28 +68,15 @@ class SnoopiTrainer(Trainer):
                 batch["negatives"] = [negatives[int(i)] for i in rng.integers(len(negatives), size=size)]
             yield batch
 
-    def generate(self, cond: torch.Tensor, negative: torch.Tensor | None = None,
-                 alpha: torch.Tensor | None = None) -> torch.Tensor:
-        """One-step x0 from fresh noise; under NASA when ``negative`` embeddings are given (NASA-T)."""
-        config = self.components.unet.config
-        z = torch.randn(cond.shape[0], config.in_channels, config.sample_size, config.sample_size).to(self.device)
-        t = int(self.config.generator_timestep)
-        context = (negative_attention(self.student, negative, alpha) if negative is not None
-                   else contextlib.nullcontext())
-        with context:
-            eps = self.student(z, torch.full((z.shape[0],), t, device=self.device), encoder_hidden_states=cond).sample
-        return schedule.x0_from_eps(z, eps, t, self.alphas_cumprod)
+    def generator_context(self, negative, alpha):
+        """NASA-T: the student generates under NASA attention on the negative prompt."""
+        if negative is None:
+            return super().generator_context(negative, alpha)
+        return negative_attention(self.student, negative, alpha)
 
-    def loss(self, group: str, step: int, batch) -> dict[str, torch.Tensor]:
-        cond = self.encoder(batch["prompts"])
-        self.loss_calls[group] += 1
-        negative = self.encoder(batch["negatives"]) if batch.get("negatives") else None
-        if group == "student":
-            return self.student_loss(step, cond, negative)
-        return self.lora_loss(step, cond)
-
-    def student_loss(self, step, cond, negative=None):
+    def student_loss(self, step, cond, micro_batch):
         cfg = self.config
+        negative = self.encoder(micro_batch["negatives"]) if micro_batch.get("negatives") else None
         batch = cond.shape[0]
         null = self.encoder.null(batch)
         alpha = None
@@ -134,43 +98,8 @@ class SnoopiTrainer(Trainer):
         self._cached = (step, x0.detach(), cond)
         return {"loss": loss, "grad_abs": g.abs().mean().detach(), "kappa": kappa.mean().detach()}
 
-    def lora_loss(self, step, cond):
-        cfg = self.config
-        if self._cached is not None and self._cached[0] == step:
-            _, x0, cond = self._cached
-        else:
-            with torch.no_grad():
-                x0 = self.generate(cond)
-        t = schedule.uniform_timesteps(x0.shape[0], int(cfg.lora_t_min), int(cfg.lora_t_max), device=self.device)
-        noise = torch.randn_like(x0)
-        x_t = schedule.add_noise(x0, noise, t, self.alphas_cumprod)
-        cond = drop_captions(cond, self.encoder.null(cond.shape[0]), float(cfg.caption_dropout))
-        eps = self.scores.fake_eps(x_t, t, cond)
-        return {"loss": alpha_weighted_eps_loss(eps, noise, t, self.alphas_cumprod)}
-
-    def validate(self, step: int, out_dir: Path) -> dict[str, float]:
-        """Testbed colour / shape accuracy and FD of the (EMA) student, for the training curves."""
-        if str(self.config.prompts) != "testbed":
-            return {}
-        from zoo.diffusion.distill_data import testbed_validation
-
-        with self.ema_weights():
-            return testbed_validation(lambda cond: self.generate(cond), self.components, self.encoder)
-
-    def export_manifest(self):
-        return {"base_model": str(self.config.teacher),
-                "sampler": {"steps": 1, "guidance_scale": 0.0, "timestep": int(self.config.generator_timestep),
-                            "nasa_alpha": float(self.config.nasa_alpha)}}
-
-    def export(self, out_dir: Path, metrics):
-        from zoo.train.export import write_export_metadata
-
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with self.ema_weights():
-            files = [save_unet(self.student, out_dir / "unet")]
-        write_export_metadata(self, out_dir, metrics, files=files)
-        return out_dir
+    def sampler_settings(self) -> dict:
+        return {**super().sampler_settings(), "nasa_alpha": float(self.config.nasa_alpha)}
 
 
 def build_trainer(config) -> SnoopiTrainer:

@@ -22,71 +22,21 @@ Differences from the reference: ᾱ_T comes from the schedule (0.00466) instead 
 
 from __future__ import annotations
 
-import copy
-from collections import Counter
-from pathlib import Path
-
 import torch
 
 from zoo.diffusion import schedule
-from zoo.diffusion.distill_data import (PromptEncoder, PromptSource, drop_captions, load_components, prompt_batches,
-                                        save_unet)
-from zoo.diffusion.losses import alpha_weighted_eps_loss, vsd_loss
-from zoo.diffusion.teacher import SharedBaseTeacher
-from zoo.sdk import OptimizerGroup, Trainer
+from zoo.diffusion.losses import vsd_loss
+from zoo.diffusion.vsd_trainer import OneStepVSDTrainer
 
 
-class SwiftBrushTrainer(Trainer):
-    """VSD student + LoRA teacher on one shared teacher base."""
+class SwiftBrushTrainer(OneStepVSDTrainer):
+    """VSD student + LoRA teacher on one shared teacher base, at one fixed guidance scale.
 
-    def build(self) -> None:
-        cfg = self.config
-        self.components = load_components(cfg.teacher, self.device)
-        self.alphas_cumprod = self.components.alphas_cumprod
-        self.encoder = PromptEncoder(self.components)
-        self.prompts = PromptSource(str(cfg.prompts))
-        # The student starts as a copy of the teacher (the only second copy of the UNet weights).
-        self.student = copy.deepcopy(self.components.unet).requires_grad_(True).train()
-        # The LoRA teacher lives on the teacher's own UNet: base weights exist once.
-        self.scores = SharedBaseTeacher(self.components.unet, self.alphas_cumprod, adapters=("lora_teacher",),
-                                        rank=int(cfg.lora_rank), lora_alpha=float(cfg.lora_alpha),
-                                        target_modules=list(cfg.lora_targets))
-        self.lora_teacher = self.components.unet
-        self._cached: tuple[int, torch.Tensor, torch.Tensor] | None = None
-        self.loss_calls: Counter = Counter()
+    The generator, the LoRA-teacher update (steps 5-6), validation and export are the shared one-step VSD machinery
+    of :class:`zoo.diffusion.vsd_trainer.OneStepVSDTrainer`; SwiftBrush's own part is the student update.
+    """
 
-    def trainable_modules(self):
-        return {"student": self.student, "lora_teacher": self.lora_teacher}
-
-    def ema_modules(self):
-        return {"student": self.student}
-
-    def optimizer_groups(self):
-        return [OptimizerGroup("student", self.student.parameters(), self.config.optim.student),
-                OptimizerGroup("lora_teacher", self.scores.fake_parameters(), self.config.optim.lora_teacher)]
-
-    def batches(self, seed: int):
-        return prompt_batches(self.prompts, int(self.config.train.batch_size), seed)
-
-    # -- the generator ------------------------------------------------------------------------------------------
-    def generate(self, cond: torch.Tensor, student=None) -> torch.Tensor:
-        """One-step x0 from fresh noise (global torch RNG)."""
-        student = student or self.student
-        config = self.components.unet.config
-        z = torch.randn(cond.shape[0], config.in_channels, config.sample_size, config.sample_size).to(self.device)
-        t = int(self.config.generator_timestep)
-        eps = student(z, torch.full((z.shape[0],), t, device=self.device), encoder_hidden_states=cond).sample
-        return schedule.x0_from_eps(z, eps, t, self.alphas_cumprod)
-
-    # -- losses -------------------------------------------------------------------------------------------------
-    def loss(self, group: str, step: int, batch) -> dict[str, torch.Tensor]:
-        cond = self.encoder(batch["prompts"])
-        self.loss_calls[group] += 1
-        if group == "student":
-            return self.student_loss(step, cond)
-        return self.lora_loss(step, cond)
-
-    def student_loss(self, step: int, cond: torch.Tensor) -> dict[str, torch.Tensor]:
+    def student_loss(self, step: int, cond: torch.Tensor, batch=None) -> dict[str, torch.Tensor]:
         cfg = self.config
         uncond = self.encoder.null(cond.shape[0])
         # 1. one-step generation (gradient flows through x0 only)
@@ -102,46 +52,6 @@ class SwiftBrushTrainer(Trainer):
         loss, g = vsd_loss(x0, eps_teacher, eps_lora, t, self.alphas_cumprod)
         self._cached = (step, x0.detach(), cond)
         return {"loss": loss, "grad_abs": g.abs().mean().detach()}
-
-    def lora_loss(self, step: int, cond: torch.Tensor) -> dict[str, torch.Tensor]:
-        cfg = self.config
-        # 5. x0 of the pre-update student (same global step), detached
-        if self._cached is not None and self._cached[0] == step:
-            _, x0, cond = self._cached
-        else:
-            with torch.no_grad():
-                x0 = self.generate(cond)
-        # 6. alpha_t-weighted denoising loss with caption dropout
-        t = schedule.uniform_timesteps(x0.shape[0], int(cfg.lora_t_min), int(cfg.lora_t_max), device=self.device)
-        noise = torch.randn_like(x0)
-        x_t = schedule.add_noise(x0, noise, t, self.alphas_cumprod)
-        cond = drop_captions(cond, self.encoder.null(cond.shape[0]), float(cfg.caption_dropout))
-        eps = self.scores.fake_eps(x_t, t, cond)
-        return {"loss": alpha_weighted_eps_loss(eps, noise, t, self.alphas_cumprod)}
-
-    def validate(self, step: int, out_dir: Path) -> dict[str, float]:
-        """Testbed colour / shape accuracy and FD of the (EMA) student, for the training curves."""
-        if str(self.config.prompts) != "testbed":
-            return {}
-        from zoo.diffusion.distill_data import testbed_validation
-
-        with self.ema_weights():
-            return testbed_validation(lambda cond: self.generate(cond), self.components, self.encoder)
-
-    # -- export ---------------------------------------------------------------------------------------------------
-    def export_manifest(self):
-        return {"base_model": str(self.config.teacher),
-                "sampler": {"steps": 1, "guidance_scale": 0.0, "timestep": int(self.config.generator_timestep)}}
-
-    def export(self, out_dir: Path, metrics):
-        from zoo.train.export import write_export_metadata
-
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with self.ema_weights():
-            files = [save_unet(self.student, out_dir / "unet")]
-        write_export_metadata(self, out_dir, metrics, files=files)
-        return out_dir
 
 
 def build_trainer(config) -> SwiftBrushTrainer:
