@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from zoo.sdk import OptimizerConfig, TrainingConfig
+from zoo.diffusion.vsd_config import OneStepVSDConfig
+from zoo.sdk import OptimizerConfig
 
 
 @dataclass
@@ -23,27 +24,15 @@ class SnoopiOptim:
 
 
 @dataclass
-class SnoopiConfig:
-    train: TrainingConfig = field(default_factory=TrainingConfig)
+class SnoopiConfig(OneStepVSDConfig):
+    """The shared one-step VSD fields (teacher, prompts, LoRA teacher, timestep ranges) plus PG-SB and NASA-T."""
+
     optim: SnoopiOptim = field(default_factory=SnoopiOptim)
-    teacher: str = "pkg:zoo.testbed/weights/teacher"
-    prompts: str = "testbed"
-    """``testbed`` captions or a text file with one prompt per line."""
+    lora_alpha: float = 128.0
+    """Tab. 6: LoRA teacher r = 64, scaling gamma = 128."""
     kappa_min: float = 0.5
     """PG-SB guidance range, diffusers convention (SNOOPI's kappa is the diffusers scale). Tab. 6: U(0.5, 4)."""
     kappa_max: float = 4.0
-    lora_rank: int = 64
-    """Tab. 6: LoRA teacher r = 64, scaling gamma = 128."""
-    lora_alpha: float = 128.0
-    lora_targets: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0", "proj_in",
-                                                             "proj_out", "ff.net.0.proj", "ff.net.2", "conv1",
-                                                             "conv2"])
-    student_t_min: int = 20
-    student_t_max: int = 981
-    lora_t_min: int = 0
-    lora_t_max: int = 1000
-    caption_dropout: float = 0.1
-    generator_timestep: int = 999
     nasa_t: bool = False
     """NASA-T: negative prompts in the teacher's CFG and NASA (random alpha) in the student."""
     negative_prompts: list[str] = field(default_factory=list)
@@ -53,4 +42,3 @@ class SnoopiConfig:
     nasa_alpha_max: float = 1.0
     nasa_alpha: float = 0.5
     """Recommended NASA strength written into the exported zoo.json (testbed choice; paper: 0.1-0.3 for SD)."""
-    validate_prompts: list[str] = field(default_factory=lambda: ["a red circle", "a blue square"])

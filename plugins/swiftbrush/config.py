@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from zoo.sdk import OptimizerConfig, TrainingConfig
+from zoo.diffusion.vsd_config import OneStepVSDConfig
+from zoo.sdk import OptimizerConfig
 
 
 @dataclass
@@ -24,31 +25,9 @@ class SwiftBrushOptim:
 
 
 @dataclass
-class SwiftBrushConfig:
-    train: TrainingConfig = field(default_factory=TrainingConfig)
+class SwiftBrushConfig(OneStepVSDConfig):
+    """The shared one-step VSD fields (teacher, prompts, LoRA teacher, timestep ranges) plus SwiftBrush's own."""
+
     optim: SwiftBrushOptim = field(default_factory=SwiftBrushOptim)
-    teacher: str = "pkg:zoo.testbed/weights/teacher"
-    """Model reference of the teacher pipeline (SD2.1-base in the paper)."""
-    prompts: str = "testbed"
-    """``testbed``: captions of the testbed's shapes world; or a text file with one prompt per line."""
     guidance_scale: float = 4.5
     """CFG scale (diffusers convention) of both teacher and LoRA teacher inside VSD. Paper README: 4.5."""
-    lora_rank: int = 64
-    """LoRA-teacher rank. Paper README: 64."""
-    lora_alpha: float = 108.0
-    """LoRA-teacher alpha. Paper README: 108."""
-    lora_targets: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0", "proj_in",
-                                                             "proj_out", "ff.net.0.proj", "ff.net.2", "conv1",
-                                                             "conv2"])
-    """Modules that get the LoRA (paper: to_q, to_v; the prototype: attention and conv layers)."""
-    student_t_min: int = 20
-    """VSD timesteps t ~ U[student_t_min, student_t_max) (train_swiftbrush.py: [0.02, 0.981] * 1000)."""
-    student_t_max: int = 981
-    lora_t_min: int = 0
-    """LoRA-teacher timesteps t ~ U[lora_t_min, lora_t_max)."""
-    lora_t_max: int = 1000
-    caption_dropout: float = 0.1
-    """Probability of the empty prompt in the LoRA-teacher loss (so the LoRA teacher supports CFG)."""
-    generator_timestep: int = 999
-    """Timestep the one-step generator is told (T - 1)."""
-    validate_prompts: list[str] = field(default_factory=lambda: ["a red circle", "a blue square"])
