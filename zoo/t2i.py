@@ -133,6 +133,13 @@ class SDComponents:
         return torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device, self.dtype)
 
     @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Scaled latents of images ``[B, 3, H, W]`` in ``[0, 1]`` (a sample of the VAE posterior, global RNG)."""
+        pixels = images.to(self.device, self.dtype) * 2 - 1
+        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
+        return (self.vae.encode(pixels).latent_dist.sample() - shift) * self.vae.config.scaling_factor
+
+    @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Images ``[B, 3, H, W]`` in ``[0, 1]`` (float32, CPU) from latents."""
         scaling = self.vae.config.scaling_factor

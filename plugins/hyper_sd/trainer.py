@@ -139,20 +139,9 @@ class HyperSDTrainer(Trainer):
         return groups
 
     def batches(self, seed: int) -> Iterator[dict[str, Any]]:
-        from zoo.testbed.data import ShapesDataset
+        from zoo.diffusion.distill_data import testbed_image_batches
 
-        data = ShapesDataset(int(seed) + int(self.config.data_seed) * 7919)
-        size = int(self.config.train.batch_size)
-        while True:
-            batch = data.batch(size)
-            yield {"images": torch.from_numpy(batch.images).permute(0, 3, 1, 2).contiguous(),
-                   "captions": list(batch.captions)}
-
-    @torch.no_grad()
-    def _latents(self, images: torch.Tensor) -> torch.Tensor:
-        vae = self.components.vae
-        pixels = images.to(self.device, self.components.dtype) * 2 - 1
-        return vae.encode(pixels).latent_dist.sample() * vae.config.scaling_factor
+        return testbed_image_batches(seed, int(self.config.data_seed), int(self.config.train.batch_size))
 
     def _guidance(self, b: int) -> torch.Tensor:
         cfg = self.config
@@ -182,7 +171,7 @@ class HyperSDTrainer(Trainer):
     def loss(self, group: str, step: int, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         c, cfg = self.components, self.config
         k = int(self.segments[self._stage(step)])
-        x0 = self._latents(batch["images"])
+        x0 = self.components.encode_images(batch["images"])
         b = x0.shape[0]
         captions = [("" if torch.rand(()).item() < float(cfg.uncond_prob) else text) for text in batch["captions"]]
         cond = c.encode_prompt(captions)

@@ -46,6 +46,18 @@ def prompt_batches(source: PromptSource, batch_size: int, seed: int) -> Iterator
         yield {"prompts": source.sample(rng, batch_size)}
 
 
+def testbed_image_batches(seed: int, data_seed: int, batch_size: int) -> Iterator[dict]:
+    """Endless ``{"images": [B, 3, 32, 32] in [0, 1], "captions": [...]}`` micro-batches of the testbed's shapes data,
+    deterministic in ``(seed, data_seed)`` (for trainers that learn from forward-noised data)."""
+    from zoo.testbed.data import ShapesDataset
+
+    data = ShapesDataset(int(seed) + int(data_seed) * 7919)
+    while True:
+        batch = data.batch(batch_size)
+        yield {"images": torch.from_numpy(batch.images).permute(0, 3, 1, 2).contiguous(),
+               "captions": list(batch.captions)}
+
+
 def load_components(ref: str, device) -> "SDComponents":  # noqa: F821
     """The teacher's :class:`zoo.t2i.SDComponents` (fp32, frozen) from a model reference."""
     from zoo.hub import resolve_model
