@@ -2,7 +2,7 @@
 
 The workflows name the real defaults (testbed students, the Hyper-SD hub repository, official IMDN weights). Here the
 model references are pointed at tiny random models so each run takes seconds: text-to-image loaders get a tiny SD
-folder, upscale loaders a tiny IMDN checkpoint, and the Hyper-SD preset's base model and LoRA are served by the olah
+folder, IMDN loaders a tiny IMDN checkpoint (YONOS-SR runs its small committed testbed student), and the Hyper-SD preset's base model and LoRA are served by the olah
 hub fixture under their real repository ids. Everything else (methods, links, widget values) runs as shipped.
 """
 
@@ -102,8 +102,8 @@ def test_example_workflow_runs(path, tiny_sd, tiny_imdn, tmp_path, request):
         if node["class_type"] == "DistillZooLoadModel":
             fixture = TINY_LAYOUT.get(node["inputs"]["method"])
             node["inputs"]["model"] = str(request.getfixturevalue(fixture) if fixture else tiny_sd)
-        elif node["class_type"] == "DistillZooLoadUpscaleModel":
-            node["inputs"]["model"] = str(tiny_imdn)
+        elif node["class_type"] == "DistillZooLoadUpscaleModel" and node["inputs"]["method"] == "imdn":
+            node["inputs"]["model"] = str(tiny_imdn)  # other SR methods run their committed testbed default
     if any(n["class_type"] == "DistillZooLoadPreset" for n in workflow.values()):
         _serve_hyper_sd(request.getfixturevalue("hub_server"), tiny_sd, tmp_path, workflow)
 
