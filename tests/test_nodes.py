@@ -327,7 +327,8 @@ def test_shipped_workflow_validates(comfy, path):
     methods = _methods_used(workflow)
     missing = _unregistered(methods)
     if missing:
-        pytest.skip(f"{path.name} needs method(s) {missing}, not registered in this installation")
+        pytest.skip(f"{path.name} needs method(s) {missing}, which this environment does not load "
+                    f"(ZOO_LOAD_PLUGINS excludes them or their plugin failed to import; see zoo plugins)")
     result = comfy.validate(workflow)
     assert result.valid, "\n".join(result.messages())
 

@@ -97,7 +97,8 @@ def test_example_workflow_runs(path, tiny_sd, tiny_imdn, tmp_path, request):
     workflow = json.loads(path.read_text())
     missing = sorted(m for m in _methods(workflow) if m not in get_registry())
     if missing:
-        pytest.skip(f"{path.name} needs method(s) {missing}, not registered in this installation")
+        pytest.skip(f"{path.name} needs method(s) {missing}, which this environment does not load "
+                    f"(ZOO_LOAD_PLUGINS excludes them or their plugin failed to import; see zoo plugins)")
     for node in workflow.values():
         if node["class_type"] == "DistillZooLoadModel":
             fixture = TINY_LAYOUT.get(node["inputs"]["method"])

@@ -247,6 +247,20 @@ class TextToImageSampler:
         eps_cond, eps_uncond = both.chunk(2)
         return cfg(eps_cond, eps_uncond, guidance_scale)
 
+    def scheduler_choice(self, options: dict[str, Any]) -> tuple[str, str]:
+        """``(diffusers scheduler class name, timestep_spacing)``: call options, then the model's recommended
+        settings, then DDIM with ``trailing`` spacing (methods.md §0.3)."""
+        name = options.get("scheduler") or self.settings.get("scheduler", "DDIMScheduler")
+        spacing = options.get("timestep_spacing") or self.settings.get("timestep_spacing", "trailing")
+        return name, spacing
+
+    def make_scheduler(self, steps: int, options: dict[str, Any]):
+        """The scheduler of :meth:`scheduler_choice`, with ``steps`` timesteps set."""
+        name, spacing = self.scheduler_choice(options)
+        scheduler = self.components.new_scheduler(name, timestep_spacing=spacing)
+        scheduler.set_timesteps(steps, device=self.components.device)
+        return scheduler
+
     def validate(self, steps: int, height: int, width: int, batch_size: int) -> None:
         if not isinstance(steps, int) or not self.min_steps <= steps <= self.max_steps:
             raise InputError(f"steps={steps} is out of range for {self.method}: use {self.min_steps}..{self.max_steps}")
@@ -323,9 +337,7 @@ class DDIMSampler(TextToImageSampler):
     default_guidance_scale = 5.0
 
     def denoise(self, latents, cond, uncond, steps, guidance_scale, generator, progress, **options):
-        spacing = options.get("timestep_spacing", self.settings.get("timestep_spacing", "trailing"))
-        scheduler = self.components.new_scheduler("DDIMScheduler", timestep_spacing=spacing)
-        scheduler.set_timesteps(steps, device=latents.device)
+        scheduler = self.make_scheduler(steps, {**options, "scheduler": "DDIMScheduler"})
         for index, t in enumerate(scheduler.timesteps):
             eps = self.predict_eps(latents, t, cond, uncond, guidance_scale)
             latents = scheduler.step(eps, t, latents).prev_sample
@@ -335,7 +347,7 @@ class DDIMSampler(TextToImageSampler):
 
     def extra_metadata(self, options):
         return {**super().extra_metadata(options), "scheduler": "DDIMScheduler",
-                "timestep_spacing": options.get("timestep_spacing", self.settings.get("timestep_spacing", "trailing"))}
+                "timestep_spacing": self.scheduler_choice(options)[1]}
 
 
 build_ddim_sampler = DDIMSampler.from_model

@@ -32,15 +32,8 @@ class AGDSampler(TextToImageSampler):
         self.adapters = adapters.to(device=components.device, dtype=components.dtype).eval().requires_grad_(False)
         self.adapters.attach(components.unet)
 
-    def _scheduler(self, steps: int, options: dict):
-        name = options.get("scheduler") or self.settings.get("scheduler", "DDIMScheduler")
-        spacing = options.get("timestep_spacing") or self.settings.get("timestep_spacing", "trailing")
-        scheduler = self.components.new_scheduler(name, timestep_spacing=spacing)
-        scheduler.set_timesteps(steps, device=self.components.device)
-        return scheduler
-
     def denoise(self, latents, cond, uncond, steps, guidance_scale, generator, progress, **options):
-        scheduler = self._scheduler(steps, options)
+        scheduler = self.make_scheduler(steps, options)
         latents = latents * scheduler.init_noise_sigma
         use_cfg = bool(options.get("disable_adapter"))
         if use_cfg and uncond is None:
@@ -63,7 +56,7 @@ class AGDSampler(TextToImageSampler):
         return latents
 
     def extra_metadata(self, options):
-        return {"scheduler": options.get("scheduler") or self.settings.get("scheduler", "DDIMScheduler"),
+        return {"scheduler": self.scheduler_choice(options)[0],
                 "adapters": not options.get("disable_adapter", False)}
 
 

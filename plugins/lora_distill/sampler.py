@@ -31,10 +31,7 @@ class LoRADistillSampler(TextToImageSampler):
         self.embedding.attach(components.unet)
 
     def denoise(self, latents, cond, uncond, steps, guidance_scale, generator, progress, **options):
-        name = options.get("scheduler") or self.settings.get("scheduler", "DDIMScheduler")
-        spacing = options.get("timestep_spacing") or self.settings.get("timestep_spacing", "trailing")
-        scheduler = self.components.new_scheduler(name, timestep_spacing=spacing)
-        scheduler.set_timesteps(steps, device=latents.device)
+        scheduler = self.make_scheduler(steps, options)
         latents = latents * scheduler.init_noise_sigma
         self.embedding.set_guidance(float(guidance_scale))
         for index, t in enumerate(scheduler.timesteps):
@@ -45,7 +42,7 @@ class LoRADistillSampler(TextToImageSampler):
         return latents
 
     def extra_metadata(self, options):
-        return {"scheduler": options.get("scheduler") or self.settings.get("scheduler", "DDIMScheduler")}
+        return {"scheduler": self.scheduler_choice(options)[0]}
 
 
 def build_sampler(model: ResolvedModel | str | Path | None = None, *, device: str = "cpu",
