@@ -8,16 +8,22 @@ Each row samples the fixed prompt set of :mod:`zoo.testbed.prompts` (19 prompts 
 - ``fd``: Fréchet distance to real images in the evaluator classifier's feature space (lower is better);
 - ``ms_per_image``: median over prompts of the wall time of one batch-16 call divided by 16 (after one warm-up call).
 
-Rows: the teacher with DDIM at 25 steps with CFG (its recommended setting) and at 1, 2 and 4 steps with the same CFG
-scale (the baselines a distilled student must beat), then every method from ``zoo.registry.list_methods(
-task="text-to-image")`` whose ``MethodSpec.default_model`` is set, run with ``spec.load("sampler")(model)`` and the
-recommended settings of the model's ``zoo.json``.
+Rows: the teacher with DDIM at 25 steps with CFG (its recommended setting), at 1, 2, 4 and 8 steps with the same
+CFG scale (2 NFE per step) and at 1 and 4 steps without CFG (1 NFE per step): the baselines a distilled student must
+beat. Then every method from ``zoo.registry.list_methods(task="text-to-image")`` whose ``MethodSpec.default_model`` is
+set, run with ``spec.load("sampler")(model)`` and the recommended settings of the model's ``zoo.json``; a method named
+in ``--method-steps`` (default ``hyper_sd=1,2,4,8``) gets one row per step count.
+
+A second table compares every method row with the teacher rows at the same NFE and at the same number of steps:
+the differences in colour, shape and FD, and whether the student beats that row (colour and shape not lower, where
+1.000 against 1.000 counts as matched, and FD lower).
 
 Usage::
 
     OMP_NUM_THREADS=1 python scripts/bench_quality.py --threads 1 --json runs/bench_quality.json
     python scripts/bench_quality.py --only teacher      # just the teacher rows
     python scripts/bench_quality.py --only swiftbrush   # just one method
+    python scripts/bench_quality.py --only teacher hyper_sd --method-steps hyper_sd=1,2,4,8
 
 Timing on a shared CPU is noisy; compare ``ms_per_image`` only between rows of one run.
 """
@@ -37,15 +43,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-COLUMNS = ("method", "nfe", "color_acc", "shape_acc", "diversity", "fd", "ms_per_image")
+COLUMNS = ("method", "steps", "nfe", "color_acc", "shape_acc", "diversity", "fd", "ms_per_image")
 
 
 def run_rows(name: str, sampler, evaluator, jobs, batch_size: int, **call_options) -> dict:
-    """Sample every ``(prompt, seed)`` job as one batch and score all images together."""
+    """Sample every ``(prompt, seed)`` job as one batch and score all images together. The row's ``steps`` is the
+    sampler's own record of the steps it ran (its metadata), ``nfe`` the UNet evaluations per image."""
     from tqdm import tqdm
 
     sampler(jobs[0][0], seed=jobs[0][1], batch_size=batch_size, **call_options)  # warm-up
-    images, prompts, seconds, nfes = [], [], [], set()
+    images, prompts, seconds, nfes, steps = [], [], [], set(), set()
     for prompt, seed in tqdm(jobs, desc=name, mininterval=5, file=sys.stderr):
         started = time.perf_counter()
         result = sampler(prompt, seed=seed, batch_size=batch_size, **call_options)
@@ -53,8 +60,9 @@ def run_rows(name: str, sampler, evaluator, jobs, batch_size: int, **call_option
         images += result.images
         prompts += [prompt] * len(result.images)
         nfes.add(result.nfe)
+        steps.add(result.metadata.get("steps"))
     report = evaluator.evaluate(images, prompts)
-    return {"method": name, "nfe": max(nfes), "color_acc": report.color_acc, "shape_acc": report.shape_acc,
+    return {"method": name, "steps": max(steps) if None not in steps else None, "nfe": max(nfes), "color_acc": report.color_acc, "shape_acc": report.shape_acc,
             "diversity": report.diversity, "fd": report.fd,
             "ms_per_image": 1000.0 * statistics.median(seconds) / batch_size}
 
@@ -74,13 +82,70 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def teacher_name(steps: int, guidance: float | None) -> str:
+    plural = "s" if steps > 1 else ""
+    return f"teacher DDIM {steps} step{plural}, " + (f"CFG {guidance:g}" if guidance is not None else "no CFG")
+
+
+def beats(student: dict, teacher: dict) -> bool:
+    """Colour and shape not lower (both at the ceiling counts as matched) and FD strictly lower."""
+    return (student["color_acc"] >= teacher["color_acc"] and student["shape_acc"] >= teacher["shape_acc"]
+            and student["fd"] < teacher["fd"])
+
+
+def comparisons(rows: list[dict]) -> list[dict]:
+    """Every method row against each teacher row with the same NFE or the same number of steps (25-step row
+    excluded: it is the quality reference, not a baseline)."""
+    teachers = [r for r in rows if r.get("teacher") and r.get("steps") != 25]
+    out = []
+    for row in rows:
+        if row.get("teacher") or "error" in row:
+            continue
+        for ref in teachers:
+            same = [k for k in ("nfe", "steps") if row.get(k) is not None and row.get(k) == ref.get(k)]
+            if not same:
+                continue
+            out.append({"method": row["method"], "teacher row": ref["method"], "same": "+".join(same),
+                        "d_color": row["color_acc"] - ref["color_acc"], "d_shape": row["shape_acc"] - ref["shape_acc"],
+                        "d_fd": row["fd"] - ref["fd"], "beats": "yes" if beats(row, ref) else "no"})
+    return out
+
+
+def format_comparisons(items: list[dict]) -> str:
+    head = ("method", "teacher row", "same", "d_color", "d_shape", "d_fd", "beats")
+    table = [list(head)] + [[f"{i[c]:+.3f}" if isinstance(i[c], float) else str(i[c]) for c in head] for i in items]
+    widths = [max(len(r[k]) for r in table) for k in range(len(head))]
+    lines = ["  ".join(v.ljust(w) if k < 3 else v.rjust(w) for k, (v, w) in enumerate(zip(r, widths))) for r in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def parse_method_steps(values: list[str]) -> dict[str, list[int]]:
+    """``["hyper_sd=1,2,4,8"]`` -> ``{"hyper_sd": [1, 2, 4, 8]}``."""
+    out = {}
+    for value in values:
+        name, sep, steps = value.partition("=")
+        try:
+            out[name.strip()] = [int(s) for s in steps.split(",") if s.strip()] if sep else []
+        except ValueError:
+            raise SystemExit(f"--method-steps {value!r}: write METHOD=N,N,... (e.g. hyper_sd=1,2,4,8)") from None
+        if not out[name.strip()]:
+            raise SystemExit(f"--method-steps {value!r}: write METHOD=N,N,... (e.g. hyper_sd=1,2,4,8)")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, default=None, help="Also write the rows as a JSON list to this file.")
     parser.add_argument("--only", nargs="*", default=None,
                         help="Row groups to run: 'teacher' and/or method names (default: all).")
     parser.add_argument("--teacher", default=None, help="Teacher model ref (default: the embedded testbed teacher).")
-    parser.add_argument("--teacher-steps", type=int, nargs="*", default=[25, 1, 2, 4])
+    parser.add_argument("--teacher-steps", type=int, nargs="*", default=[25, 1, 2, 4, 8],
+                        help="Step counts of the teacher rows with CFG.")
+    parser.add_argument("--teacher-nocfg-steps", type=int, nargs="*", default=[1, 4],
+                        help="Step counts of the teacher rows without CFG (1 NFE per step).")
+    parser.add_argument("--method-steps", nargs="*", default=["hyper_sd=1,2,4,8"], metavar="METHOD=N,N",
+                        help="Methods sampled at several step counts (one row each) instead of their default.")
     parser.add_argument("--guidance-scale", type=float, default=None,
                         help="CFG scale of the teacher rows (default: the teacher's zoo.json).")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -102,41 +167,49 @@ def main() -> None:
     jobs = benchmark_jobs(prompts)
     evaluator = Evaluator()
     wanted = set(args.only) if args.only else None
+    method_steps = parse_method_steps(args.method_steps)
     rows: list[dict] = []
 
     if wanted is None or "teacher" in wanted:
         teacher = DDIMSampler.from_model(resolve_model(args.teacher or DEFAULT_MODEL), device="cpu")
         guidance = args.guidance_scale if args.guidance_scale is not None else teacher.default_guidance_scale
-        for steps in args.teacher_steps:
-            name = f"teacher DDIM {steps} step{'s' if steps > 1 else ''}, CFG {guidance:g}"
-            rows.append(run_rows(name, teacher, evaluator, jobs, args.batch_size, steps=steps,
-                                 guidance_scale=guidance))
+        settings = [(s, guidance) for s in args.teacher_steps] + [(s, None) for s in args.teacher_nocfg_steps]
+        for steps, scale in settings:
+            rows.append(run_rows(teacher_name(steps, scale), teacher, evaluator, jobs, args.batch_size, steps=steps,
+                                 guidance_scale=scale if scale is not None else 1.0) | {"teacher": True})
             print(format_table(rows[-1:]).splitlines()[-1], file=sys.stderr)
 
     for spec in list_methods(task="text-to-image"):
         if not spec.default_model or (wanted is not None and spec.name not in wanted):
             continue
-        try:
-            model = resolve_model(spec.default_model)
-            sampler = spec.load("sampler")(model, device="cpu")
-            row = run_rows(spec.name, sampler, evaluator, jobs, args.batch_size)
-        except Exception as exc:  # noqa: BLE001 - one broken method must not hide the others' rows
-            traceback.print_exc()
-            row = {"method": spec.name, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
-        rows.append(row)
-        if "error" not in row:
-            print(format_table([row]).splitlines()[-1], file=sys.stderr)
-        else:
-            print(f"{spec.name}: {row['error']}", file=sys.stderr)
+        for steps in method_steps.get(spec.name, [None]):
+            name = spec.name if steps is None else f"{spec.name} {steps} step{'s' if steps > 1 else ''}"
+            options = {} if steps is None else {"steps": steps}
+            try:
+                model = resolve_model(spec.default_model)
+                sampler = spec.load("sampler")(model, device="cpu")
+                row = run_rows(name, sampler, evaluator, jobs, args.batch_size, **options)
+            except Exception as exc:  # noqa: BLE001 - one broken method must not hide the others' rows
+                traceback.print_exc()
+                row = {"method": name, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+            rows.append(row)
+            if "error" not in row:
+                print(format_table([row]).splitlines()[-1], file=sys.stderr)
+            else:
+                print(f"{name}: {row['error']}", file=sys.stderr)
 
     print(format_table([r for r in rows if "error" not in r]))
+    compared = comparisons(rows)
+    if compared:
+        print("\nagainst the teacher at the same NFE / steps (beats = colour and shape not lower, FD lower):")
+        print(format_comparisons(compared))
     for row in rows:
         if "error" in row:
             print(f"{row['method']}: FAILED ({row['error']})")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         clean = [{c: row.get(c) for c in COLUMNS} | ({"error": row["error"]} if "error" in row else {}) for row in rows]
-        args.json.write_text(json.dumps(clean, indent=2) + "\n")
+        args.json.write_text(json.dumps({"rows": clean, "comparisons": compared}, indent=2) + "\n")
         print(f"wrote {args.json}")
 
 

@@ -116,17 +116,29 @@ def test_weights_are_declared_as_package_data():
     assert shipped and shipped <= covered, sorted(str(p) for p in shipped - covered)
 
 
-def test_bench_quality_writes_rows_with_the_documented_keys(tmp_path):
+def test_bench_quality_writes_rows_and_compares_students_with_the_teacher_at_the_same_nfe(tmp_path):
     import subprocess
     import sys
 
     out = tmp_path / "rows.json"
-    command = [sys.executable, str(ROOT / "scripts" / "bench_quality.py"), "--only", "teacher", "--prompts", "2",
-               "--teacher-steps", "1", "--batch-size", "4", "--json", str(out)]
+    command = [sys.executable, str(ROOT / "scripts" / "bench_quality.py"), "--only", "teacher", "swiftbrush",
+               "--prompts", "1", "--teacher-steps", "1", "--teacher-nocfg-steps", "1", "--batch-size", "4",
+               "--json", str(out)]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-2000:]
-    rows = json.loads(out.read_text())
-    assert len(rows) == 1
-    assert set(rows[0]) == {"method", "nfe", "color_acc", "shape_acc", "diversity", "fd", "ms_per_image"}
-    assert rows[0]["nfe"] == 2 and 0.0 <= rows[0]["color_acc"] <= 1.0 and rows[0]["ms_per_image"] > 0
-    assert "teacher DDIM 1 step" in completed.stdout
+    report = json.loads(out.read_text())
+    rows = {row["method"]: row for row in report["rows"]}
+    assert list(rows) == ["teacher DDIM 1 step, CFG 3", "teacher DDIM 1 step, no CFG", "swiftbrush"]
+    assert set(rows["swiftbrush"]) == {"method", "steps", "nfe", "color_acc", "shape_acc", "diversity", "fd",
+                                       "ms_per_image"}
+    assert [(r["steps"], r["nfe"]) for r in rows.values()] == [(1, 2), (1, 1), (1, 1)]
+    assert all(0.0 <= r["color_acc"] <= 1.0 and r["ms_per_image"] > 0 for r in rows.values())
+    # swiftbrush is compared with the CFG row on steps only and with the no-CFG row on steps and NFE
+    same = {c["teacher row"]: c["same"] for c in report["comparisons"] if c["method"] == "swiftbrush"}
+    assert same == {"teacher DDIM 1 step, CFG 3": "steps", "teacher DDIM 1 step, no CFG": "nfe+steps"}
+    for c in report["comparisons"]:
+        ref, row = rows[c["teacher row"]], rows[c["method"]]
+        assert c["d_fd"] == pytest.approx(row["fd"] - ref["fd"])
+        wins = row["color_acc"] >= ref["color_acc"] and row["shape_acc"] >= ref["shape_acc"] and row["fd"] < ref["fd"]
+        assert c["beats"] == ("yes" if wins else "no")
+    assert "against the teacher at the same NFE" in completed.stdout
