@@ -36,6 +36,15 @@ ROWS = (
 )
 
 
+def trained_texture(work_dir: Path) -> str:
+    """The testbed texture recorded in the first exported model's zoo.json under ``work_dir`` ("none" if absent)."""
+    for manifest in sorted(work_dir.glob("*/export/zoo.json")):
+        texture = json.loads(manifest.read_text()).get("testbed_texture")
+        if texture:
+            return texture
+    return "none"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work-dir", type=Path, default=ROOT / "runs" / "yonos")
@@ -43,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2, help="noise seeds averaged per model")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--texture", default=None, help="testbed images to score (default: the 'testbed_texture' the "
+                        "work dir's models were trained on, from their zoo.json; 'none' for older models)")
     args = parser.parse_args(argv)
 
     import torch
@@ -52,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     from zoo_plugins.yonos_sr.model import YonosSRModel
 
     torch.set_num_threads(args.threads)
-    hr = testbed.test_crops(args.images, 32)
+    texture = args.texture or trained_texture(args.work_dir)
+    hr = testbed.test_crops(args.images, 32, texture=texture)
     rows = []
 
     def add(label: str, scale: int, steps, nfe, psnr: float, ssim: float | None, seconds: float | None = None):
@@ -90,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         sr, nfe = super_resolve(YonosSRModel.load(teacher).eval(), hr, 2, steps=1)
         add("(x2 reference) x2 teacher", 2, 1, nfe, *mean_scores(sr, hr, 2))
 
-    print(f"\nYONOS-SR testbed, {len(hr)} held-out 32x32 images, Y-channel PSNR/SSIM (border = scale), "
+    print(f"\nYONOS-SR testbed (texture={texture}), {len(hr)} held-out 32x32 images, Y-channel PSNR/SSIM (border = scale), "
           f"mean over {args.seeds} noise seed(s)\n")
     print("| model | scale | steps | NFE | PSNR (dB) | SSIM | ms/image |")
     print("|---|---|---|---|---|---|---|")
@@ -100,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {row['model']} | x{row['scale']} | {row['steps']} | {row['nfe']} | {row['psnr_y']:.3f} | "
               f"{ssim_text} | {ms} |")
     if args.json:
-        args.json.write_text(json.dumps({"images": len(hr), "seeds": args.seeds, "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"images": len(hr), "seeds": args.seeds, "texture": texture, "rows": rows},
+                                        indent=2))
     return 0
 
 

@@ -31,10 +31,10 @@ INSTALL_DIR = ROOT / "plugins" / "yonos_sr" / "testbed"
 INSTALL_STAGE = "decoder_x4"
 
 
-def load_recipe() -> tuple[list[str], dict[str, list[str]]]:
+def load_recipe(path: Path = RECIPE) -> tuple[list[str], dict[str, list[str]]]:
     from omegaconf import OmegaConf
 
-    recipe = OmegaConf.to_container(OmegaConf.load(RECIPE))
+    recipe = OmegaConf.to_container(OmegaConf.load(path))
     return list(recipe["common"]), {name: list(items) for name, items in recipe["stages"].items()}
 
 
@@ -64,11 +64,11 @@ def run_stage(name: str, overrides: list[str], work_dir: Path) -> dict:
     return timing
 
 
-def install(work_dir: Path) -> Path:
-    """Copy ``decoder_x4``'s export into the package in fp16 (with its zoo.json, model card and metrics)."""
+def install(work_dir: Path, stage: str = INSTALL_STAGE) -> Path:
+    """Copy ``stage``'s export into the package in fp16 (with its zoo.json, model card and metrics)."""
     from zoo_plugins.yonos_sr.model import YonosSRModel
 
-    source = work_dir / INSTALL_STAGE / "export"
+    source = work_dir / stage / "export"
     model = YonosSRModel.load(source)
     if INSTALL_DIR.exists():
         shutil.rmtree(INSTALL_DIR)
@@ -90,16 +90,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", default="", help="comma list of stages to run (default: all, in recipe order)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     parser.add_argument("--no-table", action="store_true", help="do not print the comparison table at the end")
-    parser.add_argument("--install", action="store_true", help=f"only copy {INSTALL_STAGE} into {INSTALL_DIR}")
+    parser.add_argument("--recipe", type=Path, default=RECIPE, help="stage recipe (default: the committed testbed's; "
+                        "plugins/yonos_sr/testbed_flat.yaml is the first, flat-shape testbed)")
+    parser.add_argument("--install", action="store_true", help="only copy --install-stage into " + str(INSTALL_DIR))
+    parser.add_argument("--install-stage", default=INSTALL_STAGE, help=f"stage --install copies (default {INSTALL_STAGE})")
     args = parser.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
     if args.install:
-        install(args.work_dir)
+        install(args.work_dir, args.install_stage)
         return 0
-    common, stages = load_recipe()
+    common, stages = load_recipe(args.recipe)
     wanted = [s for s in args.stages.split(",") if s] or list(stages)
     unknown = sorted(set(wanted) - set(stages))
     if unknown:

@@ -401,3 +401,55 @@ def test_folder_data_source_gives_seeded_crops(tmp_path):
     assert torch.equal(first, again) and not torch.equal(first, other)
     with pytest.raises(ConfigError, match="No image of at least 64x64"):
         next(iter(_folder_batches(tmp_path, 3, 64, seed=5, shard=0, num_shards=1)))
+
+
+# -- testbed variants (data.texture, VAE shape) -----------------------------------------------------------------------
+
+def test_stripes_texture_is_detail_the_x2_lr_cannot_show():
+    """Stripes sit above the x2 LR's Nyquist frequency: bicubic x2 loses far more of a striped scene than of the same
+    scene flat, and the flat stream is unchanged by the option (same draws when ``texture="none"``)."""
+    from zoo_plugins.yonos_sr import testbed
+
+    flat = testbed.test_crops(16, 32, seed=3)
+    assert torch.equal(flat, testbed.test_crops(16, 32, seed=3, texture="none"))
+    striped = testbed.test_crops(16, 32, seed=3, texture="stripes")
+    assert striped.shape == flat.shape and 0 <= float(striped.min()) and float(striped.max()) <= 1
+
+    def x2_loss(hr):
+        return float(((upsample_lr(degrade(hr, 2), 2) - hr) ** 2).mean())
+
+    assert x2_loss(striped) > 3 * x2_loss(flat)
+    with pytest.raises(ValueError, match="Unknown testbed texture"):
+        testbed.test_crops(2, 32, texture="dots")
+
+
+def test_vae_shape_comes_from_the_config_and_the_unet_follows_it(tmp_path):
+    """``vae_latent_channels`` / ``vae_blocks`` shape the autoencoder stage's VAE; a ``regress`` stage from scratch on
+    that VAE builds a UNet with 2 x channels in; exports record the testbed texture."""
+    from zoo.config import load_config
+    from zoo.train import train
+    from zoo_plugins.yonos_sr.config import YonosConfig
+
+    common = ["train.steps=1", "train.batch_size=2", "train.log_every=1", "train.tensorboard=false",
+              "train.checkpoint_every=1", "data.texture=stripes", "validation_images=2"]
+    vae_run = train("yonos_sr", load_config(YonosConfig, overrides=[*common, "stage=autoencoder",
+                                                                    "vae_blocks=[8,16,16]", "vae_latent_channels=6"]),
+                    output_dir=tmp_path / "vae", progress=False)
+    teacher = train("yonos_sr", load_config(YonosConfig, overrides=[*common, "stage=regress", "scale=2",
+                                                                    f"vae_from={vae_run.export_dir}"]),
+                    output_dir=tmp_path / "teacher", progress=False)
+    model = YonosSRModel.load(teacher.export_dir)
+    assert model.vae.config.latent_channels == 6 and tuple(model.vae.config.block_out_channels) == (8, 16, 16)
+    assert model.unet.config.in_channels == 12 and model.unet.config.out_channels == 6
+    assert json.loads((teacher.export_dir / "zoo.json").read_text())["testbed_texture"] == "stripes"
+
+
+def test_bad_texture_or_vae_shape_is_a_config_error():
+    from zoo.config import load_config
+    from zoo_plugins.yonos_sr.config import YonosConfig
+    from zoo_plugins.yonos_sr.trainer import check_config
+
+    with pytest.raises(ConfigError, match="data.texture"):
+        check_config(load_config(YonosConfig, overrides=["data.texture=dots"]))
+    with pytest.raises(ConfigError, match="vae_blocks"):
+        check_config(load_config(YonosConfig, overrides=["vae_blocks=[16]"]))

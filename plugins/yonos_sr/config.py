@@ -37,6 +37,9 @@ class YonosData:
     """``testbed``: procedural shape scenes (``plugins/yonos_sr/testbed.py``); or a folder of images (random crops)."""
     crop_size: int = 32
     """HR crop side in pixels (a multiple of ``scale`` times the VAE factor). Choice of this re-implementation."""
+    texture: str = "none"
+    """``testbed`` only: ``none`` (flat shapes) or ``stripes`` (shapes filled with stripes finer than the x2 LR can
+    show, so the x2 teacher is uncertain about them; see ``plugins/yonos_sr/testbed.py``)."""
 
 
 @dataclass
@@ -72,5 +75,9 @@ class YonosConfig:
     """``decoder`` stage: loss = L1 + this * MSE on pixels (the paper's decoder losses are unknown)."""
     kl_weight: float = 1e-6
     """``autoencoder`` stage: weight of the KL term (SD's VAE uses a tiny KL weight)."""
+    vae_blocks: list[int] = field(default_factory=lambda: [16, 32, 64])
+    """``autoencoder`` stage: channels per VAE block; the VAE factor is 2 ** (number of blocks - 1)."""
+    vae_latent_channels: int = 4
+    """``autoencoder`` stage: latent channels (SD: 4). The UNet of a later ``regress`` stage follows the VAE."""
     validation_images: int = 8
     """Number of held-out testbed crops scored (Y-PSNR) by ``validate``."""

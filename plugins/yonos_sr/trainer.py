@@ -53,6 +53,12 @@ def check_config(config: Any) -> None:
         raise ConfigError("stage=decoder needs init_from=<folder of the distilled model>")
     if config.stage == "regress" and not (config.init_from or config.vae_from):
         raise ConfigError("stage=regress needs vae_from=<folder with a vae/> (or init_from=<model folder>)")
+    if config.data.source == "testbed" and config.data.texture not in testbed.TEXTURES:
+        raise ConfigError(f"Bad value {config.data.texture!r} for 'data.texture'; valid values: "
+                          f"{', '.join(testbed.TEXTURES)}")
+    if len(config.vae_blocks) < 2 or int(config.vae_latent_channels) < 1:
+        raise ConfigError("vae_blocks needs at least 2 entries and vae_latent_channels >= 1 (e.g. vae_blocks=[16,32,64] "
+                          "vae_latent_channels=4)")
     crop, scale = int(config.data.crop_size), int(config.scale)
     if crop % scale or crop % 8:
         raise ConfigError(f"data.crop_size {crop} must be a multiple of the scale ({scale}) and of 8 so LR crops and "
@@ -71,10 +77,13 @@ class YonosSRTrainer(Trainer):
         self.scale = scale
         self.teacher = None
         if stage == "autoencoder":
-            self.model = YonosSRModel(testbed.build_testbed_vae(), testbed.build_testbed_unet())
+            channels = int(config.vae_latent_channels)
+            vae = testbed.build_testbed_vae([int(c) for c in config.vae_blocks], channels)
+            self.model = YonosSRModel(vae, testbed.build_testbed_unet(channels))
         elif stage == "regress" and not config.init_from:
             vae_model = YonosSRModel.load(_resolve_folder(config.vae_from, "vae_from"))
-            self.model = YonosSRModel(vae_model.vae, testbed.build_testbed_unet())
+            unet = testbed.build_testbed_unet(int(vae_model.vae.config.latent_channels))
+            self.model = YonosSRModel(vae_model.vae, unet)
         else:
             start = config.init_from or config.teacher
             self.model = YonosSRModel.load(_resolve_folder(start, "init_from" if config.init_from else "teacher"))
@@ -107,7 +116,8 @@ class YonosSRTrainer(Trainer):
         data = self.config.data
         batch_size, crop = int(self.config.train.batch_size), int(data.crop_size)
         if data.source == "testbed":
-            return testbed.training_batches(batch_size, crop, seed, self.process_index, self.num_processes)
+            return testbed.training_batches(batch_size, crop, seed, self.process_index, self.num_processes,
+                                            texture=data.texture)
         return _folder_batches(Path(data.source), batch_size, crop, seed, self.process_index, self.num_processes)
 
     def loss(self, group: str, step: int, batch: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -125,14 +135,18 @@ class YonosSRTrainer(Trainer):
         """Y-PSNR on held-out testbed images: reconstruction (autoencoder) or one-step SR at this stage's scale."""
         from zoo_plugins.yonos_sr.evaluate import one_step_psnr, reconstruction_psnr
 
-        hr = testbed.test_crops(int(self.config.validation_images), int(self.config.data.crop_size))
+        data = self.config.data
+        hr = testbed.test_crops(int(self.config.validation_images), int(data.crop_size), texture=data.texture)
         if self.config.stage == "autoencoder":
             return {"recon_psnr_y": reconstruction_psnr(self.model, hr)}
         return {"psnr_y_1step": one_step_psnr(self.model, hr, self.scale)}
 
     def export_manifest(self) -> dict[str, Any]:
-        return {"base_model": None, "scale": self.scale, "stage": self.config.stage,
-                "sampler": {"scale": self.scale, "steps": 1}}
+        manifest = {"base_model": None, "scale": self.scale, "stage": self.config.stage,
+                    "sampler": {"scale": self.scale, "steps": 1}}
+        if self.config.data.source == "testbed":
+            manifest["testbed_texture"] = self.config.data.texture  # which testbed images the model was trained on
+        return manifest
 
     def export(self, out_dir: Path, metrics: dict[str, Any]) -> Path:
         from zoo.train.checkpoint import unwrap
@@ -142,7 +156,8 @@ class YonosSRTrainer(Trainer):
         with self.ema_weights():
             model = unwrap(self.model)
             if self.config.stage == "autoencoder":
-                set_scaling_factor(model, testbed.test_crops(256, int(self.config.data.crop_size), seed=7))
+                data = self.config.data
+                set_scaling_factor(model, testbed.test_crops(256, int(data.crop_size), seed=7, texture=data.texture))
             model.save(out_dir)
         write_export_metadata(self, out_dir, metrics, files=["vae/", "unet/", "scheduler/", "context.safetensors"])
         return out_dir
