@@ -12,7 +12,9 @@ Rows: the teacher with DDIM at 25 steps with CFG (its recommended setting), at 1
 CFG scale (2 NFE per step) and at 1 and 4 steps without CFG (1 NFE per step): the baselines a distilled student must
 beat. Then every method from ``zoo.registry.list_methods(task="text-to-image")`` whose ``MethodSpec.default_model`` is
 set, run with ``spec.load("sampler")(model)`` and the recommended settings of the model's ``zoo.json``; a method named
-in ``--method-steps`` (default ``hyper_sd=1,2,4,8``) gets one row per step count.
+in ``--method-steps`` (default ``hyper_sd=1,2,4,8``) gets one row per step count, and a model whose ``zoo.json``
+lists ``variants`` (sub-folders that are models of their own, such as Hyper-SD's N-step LoRAs) one more row per
+variant at its recommended settings.
 
 A second table compares every method row with the teacher rows at the same NFE and at the same number of steps:
 the differences in colour, shape and FD, and whether the student beats that row (colour and shape not lower, where
@@ -156,7 +158,6 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from zoo.loading import BASE_METHOD
     from zoo.registry import list_methods
     from zoo.t2i import DEFAULT_MODEL, DDIMSampler
     from zoo.hub import resolve_model
@@ -182,12 +183,17 @@ def main() -> None:
     for spec in list_methods(task="text-to-image"):
         if not spec.default_model or (wanted is not None and spec.name not in wanted):
             continue
-        for steps in method_steps.get(spec.name, [None]):
-            name = spec.name if steps is None else f"{spec.name} {steps} step{'s' if steps > 1 else ''}"
-            options = {} if steps is None else {"steps": steps}
+        try:
+            model = resolve_model(spec.default_model)
+            variants = [(f"{spec.name} {v}", str(model.path / v)) for v in (model.manifest or {}).get("variants", [])]
+        except Exception:  # noqa: BLE001 - reported by the rows below
+            model, variants = None, []
+        runs = [(spec.name if s is None else f"{spec.name} {s} step{'s' if s > 1 else ''}", spec.default_model,
+                 {} if s is None else {"steps": s}) for s in method_steps.get(spec.name, [None])]
+        runs += [(name, ref, {}) for name, ref in variants]  # e.g. Hyper-SD's N-step LoRAs, at their own steps
+        for name, ref, options in runs:
             try:
-                model = resolve_model(spec.default_model)
-                sampler = spec.load("sampler")(model, device="cpu")
+                sampler = spec.load("sampler")(resolve_model(ref), device="cpu")
                 row = run_rows(name, sampler, evaluator, jobs, args.batch_size, **options)
             except Exception as exc:  # noqa: BLE001 - one broken method must not hide the others' rows
                 traceback.print_exc()

@@ -1,5 +1,7 @@
 """Hyper-SD: presets, TSCD segment maths (methods.md §3(h) H1-H6), samplers, and the olah end-to-end run."""
 
+import json
+
 import pytest
 import torch
 
@@ -296,6 +298,42 @@ def test_progressive_training_with_score_distillation_exports_a_hyper_sd_lora(ti
     assert image.nfe == 2 and image.metadata["scheduler"] == "tcd" and torch.isfinite(image.latents).all()
 
 
+def test_earlier_stages_are_exported_as_n_step_models_that_survive_a_resume(tiny_dir, tmp_path):
+    """The k = 2 stage's LoRA is exported as ``2step/`` (DDIM trailing, 2 steps, guidance 0); it is the student as it
+    stood after that stage (equal to a run stopped there) and is kept across an interruption."""
+    from safetensors.torch import load_file
+
+    from zoo.train.runtime import train
+
+    def run(name, steps, resume=False, total=4):
+        config = _trainer_config(tiny_dir, "segments=[2,1]", "stage_steps=[2,2]", f"train.steps={steps}",
+                                 "num_ddim_steps=10", "train.checkpoint_every=1")
+        return train("hyper_sd", config, output_dir=tmp_path / name, progress=False, resume=resume)
+
+    full = run("full", 4)
+    variant = full.export_dir / "2step"
+    manifest = json.loads((full.export_dir / "zoo.json").read_text())
+    assert manifest["variants"] == ["2step"]
+    stage = json.loads((variant / "zoo.json").read_text())
+    assert stage["training"]["steps"] == 2  # the end of its stage, not of the run
+    assert stage["sampler"] == {"scheduler": "ddim_trailing", "steps": 2, "guidance_scale": 0.0, "min_steps": 2,
+                                "max_steps": 4} and stage["segments"] == [2]
+    stopped_after_stage = run("stage0", 2)  # the same run stopped at the end of the k = 2 stage
+    expected = load_file(str(stopped_after_stage.export_dir / "lora.safetensors"))
+    got = load_file(str(variant / "lora.safetensors"))
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+    final = load_file(str(full.export_dir / "lora.safetensors"))
+    assert any(not torch.equal(final[k], got[k]) for k in got)  # the last stage moved on from it
+
+    run("resumed", 3)
+    resumed = run("resumed", 4, resume=True)
+    again = load_file(str(resumed.export_dir / "2step" / "lora.safetensors"))
+    assert all(torch.equal(again[k], got[k]) for k in got)
+    sampler = build_sampler(str(variant))
+    image = sampler("a red circle", seed=0, output_type="pt")
+    assert image.nfe == 2 and image.metadata["scheduler"] == "ddim_trailing"
+
+
 @pytest.mark.parametrize("method", ["hyper_sd", "agd", "lora_distill"])
 def test_testbed_configs_load_and_round_trip(method, tmp_path):
     from pathlib import Path
@@ -374,3 +412,19 @@ def test_cli_bad_preset_and_bad_lora_are_one_line_errors(tiny_dir, tmp_path):
     ignored = CliRunner().invoke(main, ["run", "--model", str(tiny_dir), "hyper-sd", "--set", "lora=x.safetensors",
                                         "-p", "x", "-o", str(tmp_path / "c.png")])
     assert ignored.exit_code == 1 and "Unknown option 'lora' for hyper_sd" in ignored.output
+
+
+def test_the_committed_testbed_student_ships_its_n_step_loras():
+    """The default model carries the unified LoRA (TCD) and the 8/4/2-step LoRAs of its stages (DDIM trailing)."""
+    from zoo.hub import resolve_model
+    from zoo_plugins.hyper_sd.sampler import TESTBED_REF
+
+    model = resolve_model(TESTBED_REF)
+    assert model.manifest["variants"] == ["8step", "4step", "2step"]
+    for variant in model.manifest["variants"]:
+        sampler = build_sampler(str(model.path / variant))
+        steps = int(variant.removesuffix("step"))
+        image = sampler("a red circle", seed=0, output_type="pt")
+        assert image.nfe == steps and image.metadata["scheduler"] == "ddim_trailing"
+        with pytest.raises(InputError, match=f"use {steps}..{2 * steps}"):
+            sampler("a red circle", steps=steps - 1)

@@ -56,3 +56,7 @@ class HyperSDConfig:
     export_steps: int = 4
     export_eta: float = 0.3
     export_timesteps: Optional[List[int]] = None
+    export_stage_loras: bool = True
+    """Also export the student LoRA as it was at the end of each earlier stage with k > 1 as an N-step model (N = k)
+    in the sub-folder ``<k>step/`` of the export: DDIM trailing, N steps, guidance 0, like the published N-step
+    LoRAs, which come from the stages of the same progressive run (paper §3.1)."""

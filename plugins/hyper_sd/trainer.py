@@ -16,6 +16,11 @@ to the student. Per step (see :mod:`.tscd` for the equations):
 
 Resume: the target LoRA is not checkpointed; after a resume it restarts from the student (as at a stage start).
 
+N-step LoRAs: Hyper-SD publishes 8-, 4- and 2-step LoRAs next to the unified 1-step one. Here they are the student as
+it stood at the end of the k = 8, 4 and 2 stages: :class:`_StageSnapshots` keeps a copy of each (buffers, so they
+are checkpointed and survive a resume), and :meth:`HyperSDTrainer.export` writes each as a model folder ``<k>step/``
+inside the export (``export_stage_loras``).
+
 Data: the paper trains on LAION/COYO image-text pairs; the testbed uses its own captioned images.
 """
 
@@ -48,6 +53,30 @@ class _LoRAParams(torch.nn.Module):
     def __init__(self, params: list[torch.nn.Parameter]) -> None:
         super().__init__()
         self.params = torch.nn.ParameterList(params)
+
+
+class _StageSnapshots(torch.nn.Module):
+    """The student LoRA at the end of each stage but the last (buffers ``s<j>_<i>`` plus a ``s<j>_done`` flag)."""
+
+    def __init__(self, params: list[torch.nn.Parameter], stages: int) -> None:
+        super().__init__()
+        self.stages, self.count = stages, len(params)
+        for j in range(stages):
+            for i, param in enumerate(params):
+                self.register_buffer(f"s{j}_{i}", torch.zeros_like(param, requires_grad=False))
+            self.register_buffer(f"s{j}_done", torch.zeros((), dtype=torch.bool))
+
+    def done(self, stage: int) -> bool:
+        return bool(getattr(self, f"s{stage}_done"))
+
+    @torch.no_grad()
+    def store(self, stage: int, params: list[torch.Tensor]) -> None:
+        for i, param in enumerate(params):
+            getattr(self, f"s{stage}_{i}").copy_(param)
+        getattr(self, f"s{stage}_done").fill_(True)
+
+    def weights(self, stage: int) -> list[torch.Tensor]:
+        return [getattr(self, f"s{stage}_{i}") for i in range(self.count)]
 
 
 class HyperSDTrainer(Trainer):
@@ -96,6 +125,8 @@ class HyperSDTrainer(Trainer):
                               f"give one per stage or leave it empty")
         self.segments, self.stage_steps = segments, stage_steps
         self.current_stage = -1
+        self.stage_snapshots = _StageSnapshots(self.params[STUDENT], len(segments) - 1) \
+            if cfg.export_stage_loras and len(segments) > 1 else None
 
     # -- adapters -------------------------------------------------------------------------------------------------
     def activate(self, name: str | None) -> None:
@@ -127,6 +158,8 @@ class HyperSDTrainer(Trainer):
         modules = {"student": self.student}
         if self.fake is not None:
             modules["fake"] = self.fake
+        if self.stage_snapshots is not None:  # buffers only: checkpointed with the run, never trained
+            modules["stage_snapshots"] = self.stage_snapshots
         return modules
 
     def ema_modules(self):
@@ -166,6 +199,11 @@ class HyperSDTrainer(Trainer):
         if stage != self.current_stage:  # a new stage continues from the student; the target restarts from it
             self._copy_student_to_target()
             self.current_stage = stage
+        first_step = sum(int(n) for n in self.stage_steps[:stage])
+        if (self.stage_snapshots is not None and stage > 0 and step == first_step
+                and not self.stage_snapshots.done(stage - 1)):
+            with self.ema_weights():  # the finished stage's student, as the final export would write it
+                self.stage_snapshots.store(stage - 1, self.params[STUDENT])
         return stage
 
     def loss(self, group: str, step: int, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -242,16 +280,33 @@ class HyperSDTrainer(Trainer):
         return {"loss": F.mse_loss(eps.float(), noise.float())}
 
     # -- export ---------------------------------------------------------------------------------------------------
+    def _finished_stages(self) -> list[int]:
+        """Stages (but the last) whose end-of-stage LoRA was recorded and that are N-step models (k > 1)."""
+        if self.stage_snapshots is None:
+            return []
+        return [j for j in range(len(self.segments) - 1)
+                if self.stage_snapshots.done(j) and int(self.segments[j]) > 1]
+
     def export_manifest(self) -> dict[str, Any]:
         cfg = self.config
+        k = getattr(self, "_exporting_k", None)
+        if k is not None:  # an N-step LoRA of an earlier stage (the published N-step recipe)
+            sampler = {"scheduler": "ddim_trailing", "steps": k, "guidance_scale": 0.0, "min_steps": k,
+                       "max_steps": 2 * k}
+            return {"base_model": cfg.teacher, "lora": LORA_FILE, "kind": "lora", "lora_scale": 1.0,
+                    "segments": [k], "sampler": sampler}
         sampler = {"scheduler": cfg.export_scheduler, "steps": int(cfg.export_steps), "guidance_scale": 0.0,
                    "min_steps": 1, "max_steps": 8}
         if cfg.export_scheduler == "tcd":
             sampler["eta"] = float(cfg.export_eta)
         if cfg.export_timesteps:
             sampler["timesteps"] = [int(t) for t in cfg.export_timesteps]
-        return {"base_model": cfg.teacher, "lora": LORA_FILE, "kind": "lora", "lora_scale": 1.0,
-                "segments": [int(k) for k in cfg.segments], "sampler": sampler}
+        manifest = {"base_model": cfg.teacher, "lora": LORA_FILE, "kind": "lora", "lora_scale": 1.0,
+                    "segments": [int(k) for k in cfg.segments], "sampler": sampler}
+        variants = [f"{int(self.segments[j])}step" for j in self._finished_stages()]
+        if variants:
+            manifest["variants"] = variants
+        return manifest
 
     def export(self, out_dir: Path, metrics: dict[str, Any]) -> Path:
         from zoo.diffusion.lora_io import peft_adapter_to_kohya, save_lora
@@ -262,5 +317,24 @@ class HyperSDTrainer(Trainer):
         with self.ema_weights():
             state = peft_adapter_to_kohya(self.components.unet, STUDENT, dtype=torch.float16)
         save_lora(state, out_dir / LORA_FILE)  # the published Hyper-SD key format (kohya, with alpha)
+        for j in self._finished_stages():
+            self._export_stage(j, out_dir / f"{int(self.segments[j])}step", metrics)
         write_export_metadata(self, out_dir, metrics, files=[LORA_FILE])
         return out_dir
+
+    @torch.no_grad()
+    def _export_stage(self, stage: int, out_dir: Path, metrics: dict[str, Any]) -> None:
+        """Write stage ``stage``'s LoRA (loaded into the idle target adapter for the key conversion) as a model."""
+        from zoo.diffusion.lora_io import peft_adapter_to_kohya, save_lora
+        from zoo.train.export import write_export_metadata
+
+        for target, weight in zip(self.params[TARGET], self.stage_snapshots.weights(stage)):
+            target.copy_(weight)
+        save_lora(peft_adapter_to_kohya(self.components.unet, TARGET, dtype=torch.float16), out_dir / LORA_FILE)
+        self._exporting_k = int(self.segments[stage])
+        stage_end = {"step": sum(int(n) for n in self.stage_steps[: stage + 1])}  # its own training length
+        try:
+            write_export_metadata(self, out_dir, stage_end, files=[LORA_FILE])
+        finally:
+            self._exporting_k = None
+        self._copy_student_to_target()

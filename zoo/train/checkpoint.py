@@ -361,6 +361,8 @@ def load_checkpoint(checkpoint: str | Path, *, modules: dict[str, nn.Module], op
     document = read_state(checkpoint)
     for name, module in modules.items():
         path = checkpoint / "models" / f"{name}.safetensors"
+        if not path.is_file() and not any(p.requires_grad for p in module.parameters()):
+            continue  # a buffers-only module added after this checkpoint was written (it keeps its initial state)
         if not path.is_file():
             raise TrainingError(f"Checkpoint {checkpoint} has no weights for module {name!r}; resume with the same "
                                 f"method and config that wrote it")
