@@ -201,3 +201,39 @@ def test_caches_are_recomputed_after_the_adapter_weights_change(components):
         adapters.detach()
     assert (after - before).abs().max() > 1e-4
     torch.testing.assert_close(after, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_inference_path_with_folded_projections_equals_the_training_path(components):
+    """Without gradients the adapters fold q_proj into the keys and out_proj into the values (and reuse the prompt's
+    folded rows across calls); the UNet output equals the plain attention of the training path."""
+    unet = components.unet
+    adapters = AGDAdapters.for_unet(unet, hidden_dim=16).attach(unet)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in adapters.parameters():  # non-trivial adapters (out_proj is zero at init)
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+    try:
+        x, t, c = _inputs(2)
+        adapters.set_guidance(torch.tensor([2.0, 5.0, 9.0]))
+        with torch.enable_grad():
+            reference = unet(x, t, encoder_hidden_states=c).sample.detach()
+        with torch.no_grad():
+            base = None
+            with adapters.disabled():
+                base = unet(x, t, encoder_hidden_states=c).sample
+            first = unet(x, t, encoder_hidden_states=c).sample
+            again = unet(x, t, encoder_hidden_states=c).sample  # folded prompt rows from the cache
+            other_t = unet(x, t - 100, encoder_hidden_states=c).sample
+    finally:
+        adapters.detach()
+    assert (reference - base).abs().max() > 1e-2  # the adapters change the output
+    torch.testing.assert_close(first, reference, rtol=1e-5, atol=1e-5)
+    assert torch.equal(again, first)
+    with torch.enable_grad():
+        adapters.attach(unet)
+        try:
+            adapters.set_guidance(torch.tensor([2.0, 5.0, 9.0]))
+            expected_other_t = unet(x, t - 100, encoder_hidden_states=c).sample.detach()
+        finally:
+            adapters.detach()
+    torch.testing.assert_close(other_t, expected_other_t, rtol=1e-5, atol=1e-5)  # new (ω, t) rows each call

@@ -86,6 +86,8 @@ class AttentionAdapter(nn.Module):
         positions = _positions(count, self.hidden_dim, prefix.device, prefix.dtype)
         prefix = prefix + positions[: prefix.shape[1]]
         key, value = self.k_proj(prefix), self.v_proj(prefix)
+        if not torch.is_grad_enabled():
+            return self._folded_attention(hidden_states, key, value, prompt, positions[prefix.shape[1]:])
         if self.prompt_proj is not None:
             prompt_key, prompt_value = self._prompt_kv(prompt, positions[prefix.shape[1]:])
             key, value = torch.cat([key, prompt_key], dim=1), torch.cat([value, prompt_value], dim=1)
@@ -94,6 +96,45 @@ class AttentionAdapter(nn.Module):
         out = F.scaled_dot_product_attention(query, key[:, None], value[:, None])
         # 3. back to the block's width; added to attn2's output by the hook
         return self.out_proj(out[:, 0])
+
+    def _folded_attention(self, hidden_states, key, value, prompt, prompt_positions) -> torch.Tensor:
+        """The same function as steps 2-3 of :meth:`forward`, with ``q_proj`` folded into the keys and ``out_proj``
+        into the values (inference only). With ``q = h Wq^T + bq`` and softmax rows summing to one::
+
+            softmax(q k^T / sqrt(d)) v Wo^T + bo  =  softmax((h (k Wq)^T + k bq) / sqrt(d)) (v Wo^T) + bo
+
+        so the image tokens meet the ``P + L`` condition tokens directly at the block's width: no per-token
+        projection to and from the adapter width. The prompt's ``L`` folded rows are computed once per sampling loop
+        into cached buffers; each call writes only the ``P`` (ω, t) rows in front."""
+        folded_key, key_bias, folded_value = self._fold(key, value)
+        if self.prompt_proj is not None:
+            rows = key.shape[1]
+            keys, biases, values = self._folded_buffers(prompt, prompt_positions, rows)
+            keys[:, :rows], biases[:, :rows], values[:, :rows] = folded_key, key_bias, folded_value
+            folded_key, key_bias, folded_value = keys, biases, values
+        scale = self.hidden_dim ** -0.5  # the adapter width's, as in forward
+        scores = torch.baddbmm(key_bias[:, None, :], hidden_states, folded_key.transpose(1, 2), beta=scale,
+                               alpha=scale)  # (k bq + h (k Wq)^T) / sqrt(d); plain bmm beats SDPA at these sizes
+        return torch.bmm(scores.softmax(dim=-1), folded_value) + self.out_proj.bias
+
+    def _fold(self, key: torch.Tensor, value: torch.Tensor):
+        return key @ self.q_proj.weight, key @ self.q_proj.bias, value @ self.out_proj.weight.T
+
+    def _folded_buffers(self, prompt: torch.Tensor, positions: torch.Tensor, rows: int):
+        """``[B, rows + L, ...]`` buffers of folded keys, key biases and values whose last ``L`` rows hold the
+        prompt tokens' (cached for the very same prompt tensor and weights, like :meth:`_prompt_kv`)."""
+        cache = getattr(self, "_folded_cache", None)
+        stamp = (prompt._version, rows, self._weights_version(self.prompt_proj, self.k_proj, self.v_proj,
+                                                              self.q_proj, self.out_proj))
+        if cache is not None and cache[0] is prompt and cache[1] == stamp:
+            return cache[2]
+        buffers = []
+        for part in self._fold(*self._prompt_kv(prompt, positions)):
+            buffer = part.new_empty((part.shape[0], rows + part.shape[1], *part.shape[2:]))
+            buffer[:, rows:] = part
+            buffers.append(buffer)
+        self._folded_cache = (prompt, stamp, tuple(buffers))
+        return self._folded_cache[2]
 
     def _guidance_token(self, guidance: torch.Tensor) -> torch.Tensor:
         """ScalarEncoder(ω); constant along a sampling loop, so cached for the same ω values when there is no grad."""
