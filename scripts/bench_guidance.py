@@ -12,6 +12,12 @@ with images/second and the ratios ``agd/cfg`` and ``lora_distill/cfg`` in images
 ``--untrained`` builds freshly initialised adapters / LoRA on the teacher instead of loading trained models (speed does
 not depend on the weights' values; useful before the testbed students exist).
 
+``--sd15-step`` measures instead one denoising step on a UNet with Stable Diffusion 1.5's shape (860M parameters,
+random weights: speed does not depend on the values) at ``--latent-size`` (default 32 = 256 px): the CFG step (one
+UNet call on the doubled batch) against the AGD step (one call on the batch, adapters of width 320 on every attn2)
+and the plain conditional call (= a fused LoRA-distill step). On the tiny testbed UNet the adapters cost about 10 % of
+a call; this shows what they cost at the scale the method is used at.
+
     python scripts/bench_guidance.py [--teacher REF] [--agd REF] [--lora-distill REF] [--untrained]
                                      [--steps 25] [--batch 16] [--repeats 5] [--threads 2] [--json out.json]
 """
@@ -67,11 +73,15 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine is shared: keep it small)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", dest="json_path", help="write the figures to this file")
+    parser.add_argument("--sd15-step", action="store_true", help="time one step on an SD1.5-shaped UNet instead")
+    parser.add_argument("--latent-size", type=int, default=32, help="with --sd15-step: latent height/width")
     args = parser.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.sd15_step:
+        return sd15_step(args)
     from zoo.t2i import DDIMSampler
 
     teacher = DDIMSampler.from_model(args.teacher, device=args.device)
@@ -114,6 +124,62 @@ def main(argv=None) -> int:
     for name in variants:
         ratio = seconds["cfg"] / seconds[name]
         print(f"{name:<14}{nfe[name]:>6}{seconds[name]:>12.4f}{1 / seconds[name]:>11.2f}{ratio:>10.2f}")
+    if args.json_path:
+        with open(args.json_path, "w") as handle:
+            json.dump(report, handle, indent=2)
+    print(json.dumps(report["speedup_vs_cfg"]))
+    return 0
+
+
+def sd15_step(args) -> int:
+    """Seconds per denoising step of CFG, AGD and a plain call on an SD1.5-shaped UNet (see the module docstring)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from zoo_plugins.agd.adapters import AGDAdapters
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(cross_attention_dim=768).eval().requires_grad_(False)  # SD1.5's block layout
+    adapters = AGDAdapters.for_unet(unet, hidden_dim=320)
+    with torch.no_grad():  # non-zero output projections, so the adapters do their full work
+        for adapter in adapters.layers.values():
+            adapter.out_proj.weight.normal_(0, 0.01)
+    adapters.attach(unet).set_guidance(args.guidance)
+    b, size = args.batch, args.latent_size
+    latents, text = torch.randn(b, 4, size, size), torch.randn(b, 77, 768)
+    doubled = (torch.cat([latents, latents]), torch.cat([text, torch.randn(b, 77, 768)]))
+
+    def cfg():
+        with adapters.disabled():
+            unet(doubled[0], 500, encoder_hidden_states=doubled[1])
+
+    def agd():
+        unet(latents, 500, encoder_hidden_states=text)
+
+    def plain():
+        with adapters.disabled():
+            unet(latents, 500, encoder_hidden_states=text)
+
+    variants = {"cfg": cfg, "agd": agd, "lora_distill": plain}
+    times = {name: [] for name in variants}
+    with torch.no_grad():
+        for name, call in variants.items():
+            call()  # warm-up
+        for _ in range(args.repeats):
+            for name, call in variants.items():
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
+    seconds = {name: statistics.median(values) for name, values in times.items()}
+    params = sum(p.numel() for p in unet.parameters())
+    print(f"SD1.5-shaped UNet ({params / 1e6:.0f}M parameters, random weights), latent {size}x{size}, batch {b}; "
+          f"AGD adapters {adapters.parameter_count() / 1e6:.1f}M parameters")
+    print(f"{'step':<14}{'s/step':>10}{'x vs CFG':>10}")
+    for name in variants:
+        print(f"{name:<14}{seconds[name]:>10.3f}{seconds['cfg'] / seconds[name]:>10.2f}")
+    report = {"sd15_step": True, "latent_size": size, "batch": b, "repeats": args.repeats, "threads": args.threads,
+              "seconds_per_step": {k: round(v, 4) for k, v in seconds.items()},
+              "speedup_vs_cfg": {k: round(seconds["cfg"] / seconds[k], 3) for k in ("agd", "lora_distill")}}
     if args.json_path:
         with open(args.json_path, "w") as handle:
             json.dump(report, handle, indent=2)
