@@ -1,13 +1,14 @@
 """YONOS-SR comparison table on the testbed: PSNR / SSIM (Y channel, border = scale) on held-out images.
 
-Measures, on ``--images`` held-out 32x32 testbed scenes (plugins/yonos_sr/testbed.py, a seed training never uses)
-downsampled x4 with bicubic: bicubic upsampling; the x4 model trained directly (from scratch, and from the x2
-teacher's weights with the HR target); the scale-distilled x4 student; the student with the fine-tuned decoder; the
-direct baseline with the same decoder fine-tuning;
-each at 1 step (and at 2 / 4 steps); plus the VAE's reconstruction (the ceiling of any latent model here) and the x2
-teacher at x2; and the next round, x4 -> x8 (distilled from the x4 student vs the HR target from the same
-initialisation). Every model sees the same LR images and the same noise seeds; scores are averaged over ``--seeds``
-noise seeds. Run after scripts/train_yonos_testbed.py:
+Measures, on ``--images`` held-out 32x32 testbed scenes (plugins/yonos_sr/testbed.py, a seed training never uses,
+with the texture the work dir's models were trained on) downsampled x4 with bicubic: bicubic upsampling; the x4 model
+trained directly (from scratch, and from the x2 teacher's weights with the HR target); the scale-distilled x4
+student; the student with the fine-tuned decoder; the direct baseline with the same decoder fine-tuning; each at 1
+step (and at 2 / 4 steps); the same-init pair (direct x4 from the teacher vs distilled) again at its earlier
+checkpoints (a smaller student budget); the VAE's reconstruction (the ceiling of any latent model here) and the x2
+teacher at x2; and, where trained, the next round x4 -> x8 (distilled from the x4 student vs the HR target from the
+same initialisation). Every model sees the same LR images and the same noise seeds; scores are averaged over
+``--seeds`` noise seeds. Run after scripts/train_yonos_testbed.py:
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_yonos.py --work-dir runs/yonos [--json out.json]
 
@@ -31,9 +32,34 @@ ROWS = (
     ("direct x4 (init x2 teacher, HR target)", "direct_x4", 4, (1, 2, 4)),
     ("scale-distilled x4 (x2 -> x4)", "distill_x4", 4, (1, 2, 4)),
     ("scale-distilled x4 + decoder fine-tuning", "decoder_x4", 4, (1, 4)),
+    ("direct x4 (init x2 teacher, HR target), x0 loss", "direct_x4_x0w", 4, (1,)),
+    ("scale-distilled x4, x0 loss", "distill_x4_x0w", 4, (1,)),
+    ("direct x4 (init x2 teacher, HR target), 500 steps", "direct_x4_500", 4, (1,)),
+    ("scale-distilled x4, 500 steps", "distill_x4_500", 4, (1,)),
     ("direct x8 (init x4 student, HR target)", "direct_x8", 8, (1,)),
     ("scale-distilled x8 (x4 -> x8)", "distill_x8", 8, (1,)),
 )
+
+
+EARLY_ROWS = (
+    # label, stage folder: the same-init pair scored again at each earlier checkpoint (the smaller student budget)
+    ("direct x4 (init x2 teacher, HR target)", "direct_x4"),
+    ("scale-distilled x4 (x2 -> x4)", "distill_x4"),
+    ("direct x4 (init x2 teacher, HR target), x0 loss", "direct_x4_x0w"),
+    ("scale-distilled x4, x0 loss", "distill_x4_x0w"),
+)
+
+
+def load_at_checkpoint(export: Path, checkpoint: Path):
+    """The model of ``export`` with the trainable weights (UNet, context) of an earlier ``checkpoint`` of that run."""
+    from zoo.train.checkpoint import load_tensors
+    from zoo_plugins.yonos_sr.model import YonosSRModel
+
+    model = YonosSRModel.load(export)
+    result = model.load_state_dict(load_tensors(checkpoint / "models" / "model.safetensors"), strict=False)
+    if result.unexpected_keys or any(key.startswith("unet.") for key in result.missing_keys):
+        raise SystemExit(f"checkpoint {checkpoint} does not fit {export}")
+    return model.eval()
 
 
 def trained_texture(work_dir: Path) -> str:
@@ -52,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2, help="noise seeds averaged per model")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--no-early", action="store_true", help="skip the rows of the same-init pair at earlier "
+                        "checkpoints")
     parser.add_argument("--texture", default=None, help="testbed images to score (default: the 'testbed_texture' the "
                         "work dir's models were trained on, from their zoo.json; 'none' for older models)")
     args = parser.parse_args(argv)
@@ -95,6 +123,21 @@ def main(argv: list[str] | None = None) -> int:
                 scores.append(mean_scores(sr, hr, scale))
             add(label, scale, steps, nfe, sum(s[0] for s in scores) / len(scores),
                 sum(s[1] for s in scores) / len(scores), seconds / args.seeds)
+    for label, stage in () if args.no_early else EARLY_ROWS:
+        from zoo.train.checkpoint import list_checkpoints
+
+        export = args.work_dir / stage / "export"
+        if not export.is_dir():
+            continue
+        final = json.loads((export / "zoo.json").read_text())["training"]["steps"]
+        for step, checkpoint in list_checkpoints(args.work_dir / stage):
+            if step >= final:
+                continue
+            model = load_at_checkpoint(export, checkpoint)
+            scores = [mean_scores(super_resolve(model, hr, 4, steps=1, seed=seed)[0], hr, 4)
+                      for seed in range(args.seeds)]
+            add(f"{label}, after {step} steps", 4, 1, 1, sum(s[0] for s in scores) / len(scores),
+                sum(s[1] for s in scores) / len(scores))
     teacher = args.work_dir / "teacher_x2" / "export"
     if teacher.is_dir():
         psnr2, ssim2 = mean_scores(bicubic_baseline(hr, 2), hr, 2)
@@ -102,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         sr, nfe = super_resolve(YonosSRModel.load(teacher).eval(), hr, 2, steps=1)
         add("(x2 reference) x2 teacher", 2, 1, nfe, *mean_scores(sr, hr, 2))
 
-    print(f"\nYONOS-SR testbed (texture={texture}), {len(hr)} held-out 32x32 images, Y-channel PSNR/SSIM (border = scale), "
-          f"mean over {args.seeds} noise seed(s)\n")
+    print(f"\nYONOS-SR testbed (texture={texture}), {len(hr)} held-out 32x32 images, Y-channel PSNR/SSIM "
+          f"(border = scale), mean over {args.seeds} noise seed(s)\n")
     print("| model | scale | steps | NFE | PSNR (dB) | SSIM | ms/image |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:

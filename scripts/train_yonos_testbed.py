@@ -11,6 +11,9 @@ interrupted one resumes from its newest checkpoint, so the script can be re-run 
     .venv/bin/python scripts/train_yonos_testbed.py --stages direct_x4 --no-table
     # copy the fine-tuned student into the package (fp16) as pkg:zoo_plugins.yonos_sr/testbed:
     .venv/bin/python scripts/train_yonos_testbed.py --install
+    # the striped testbed (docs/SR.md), in its own work dir:
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/train_yonos_testbed.py --recipe plugins/yonos_sr/testbed_stripes.yaml \
+        --work-dir runs/yonos2
 
 The table is printed by scripts/bench_yonos.py (called at the end unless ``--no-table``).
 """
@@ -91,9 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     parser.add_argument("--no-table", action="store_true", help="do not print the comparison table at the end")
     parser.add_argument("--recipe", type=Path, default=RECIPE, help="stage recipe (default: the committed testbed's; "
-                        "plugins/yonos_sr/testbed_flat.yaml is the first, flat-shape testbed)")
+                        "plugins/yonos_sr/testbed_stripes.yaml is the striped testbed, docs/SR.md)")
     parser.add_argument("--install", action="store_true", help="only copy --install-stage into " + str(INSTALL_DIR))
-    parser.add_argument("--install-stage", default=INSTALL_STAGE, help=f"stage --install copies (default {INSTALL_STAGE})")
+    parser.add_argument("--install-stage", default=INSTALL_STAGE,
+                        help=f"stage --install copies (default {INSTALL_STAGE})")
     args = parser.parse_args(argv)
 
     import torch

@@ -57,8 +57,8 @@ def check_config(config: Any) -> None:
         raise ConfigError(f"Bad value {config.data.texture!r} for 'data.texture'; valid values: "
                           f"{', '.join(testbed.TEXTURES)}")
     if len(config.vae_blocks) < 2 or int(config.vae_latent_channels) < 1:
-        raise ConfigError("vae_blocks needs at least 2 entries and vae_latent_channels >= 1 (e.g. vae_blocks=[16,32,64] "
-                          "vae_latent_channels=4)")
+        raise ConfigError("vae_blocks needs at least 2 entries and vae_latent_channels >= 1 "
+                          "(e.g. vae_blocks=[16,32,64] vae_latent_channels=4)")
     crop, scale = int(config.data.crop_size), int(config.scale)
     if crop % scale or crop % 8:
         raise ConfigError(f"data.crop_size {crop} must be a multiple of the scale ({scale}) and of 8 so LR crops and "
