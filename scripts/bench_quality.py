@@ -186,8 +186,8 @@ def main() -> None:
         try:
             model = resolve_model(spec.default_model)
             variants = [(f"{spec.name} {v}", str(model.path / v)) for v in (model.manifest or {}).get("variants", [])]
-        except Exception:  # noqa: BLE001 - reported by the rows below
-            model, variants = None, []
+        except Exception:  # noqa: BLE001 - the default model's own row below reports the error
+            variants = []
         runs = [(spec.name if s is None else f"{spec.name} {s} step{'s' if s > 1 else ''}", spec.default_model,
                  {} if s is None else {"steps": s}) for s in method_steps.get(spec.name, [None])]
         runs += [(name, ref, {}) for name, ref in variants]  # e.g. Hyper-SD's N-step LoRAs, at their own steps

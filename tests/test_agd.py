@@ -218,7 +218,6 @@ def test_inference_path_with_folded_projections_equals_the_training_path(compone
         with torch.enable_grad():
             reference = unet(x, t, encoder_hidden_states=c).sample.detach()
         with torch.no_grad():
-            base = None
             with adapters.disabled():
                 base = unet(x, t, encoder_hidden_states=c).sample
             first = unet(x, t, encoder_hidden_states=c).sample

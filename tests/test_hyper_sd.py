@@ -305,7 +305,7 @@ def test_earlier_stages_are_exported_as_n_step_models_that_survive_a_resume(tiny
 
     from zoo.train.runtime import train
 
-    def run(name, steps, resume=False, total=4):
+    def run(name, steps, resume=False):
         config = _trainer_config(tiny_dir, "segments=[2,1]", "stage_steps=[2,2]", f"train.steps={steps}",
                                  "num_ddim_steps=10", "train.checkpoint_every=1")
         return train("hyper_sd", config, output_dir=tmp_path / name, progress=False, resume=resume)

@@ -122,7 +122,8 @@ class AttentionAdapter(nn.Module):
 
     def _folded_buffers(self, prompt: torch.Tensor, positions: torch.Tensor, rows: int):
         """``[B, rows + L, ...]`` buffers of folded keys, key biases and values whose last ``L`` rows hold the
-        prompt tokens' (cached for the very same prompt tensor and weights, like :meth:`_prompt_kv`)."""
+        prompt tokens'. They do not change along a sampling loop, so they are cached for the very same prompt tensor
+        object (held by the cache, unmodified since) and the same adapter weights."""
         cache = getattr(self, "_folded_cache", None)
         stamp = (prompt._version, rows, self._weights_version(self.prompt_proj, self.k_proj, self.v_proj,
                                                               self.q_proj, self.out_proj))
@@ -148,16 +149,9 @@ class AttentionAdapter(nn.Module):
         return cache[1]
 
     def _prompt_kv(self, prompt: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values of the prompt tokens. They do not change along a sampling loop, so without gradients they
-        are cached for the very same prompt tensor object (held by the cache, unmodified since) and reused."""
-        cache = getattr(self, "_prompt_cache", None)
-        stamp = (prompt._version, self._weights_version(self.prompt_proj, self.k_proj, self.v_proj))
-        if not torch.is_grad_enabled() and cache is not None and cache[0] is prompt and cache[1] == stamp:
-            return cache[2], cache[3]
+        """Keys and values of the prompt tokens (at inference :meth:`_folded_buffers` caches them, folded)."""
         tokens = self.prompt_proj(prompt) + positions
-        key, value = self.k_proj(tokens), self.v_proj(tokens)
-        self._prompt_cache = (prompt, stamp, key, value) if not torch.is_grad_enabled() else None
-        return key, value
+        return self.k_proj(tokens), self.v_proj(tokens)
 
     @staticmethod
     def _weights_version(*modules: nn.Module) -> tuple:

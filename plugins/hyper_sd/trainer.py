@@ -60,7 +60,7 @@ class _StageSnapshots(torch.nn.Module):
 
     def __init__(self, params: list[torch.nn.Parameter], stages: int) -> None:
         super().__init__()
-        self.stages, self.count = stages, len(params)
+        self.count = len(params)
         for j in range(stages):
             for i, param in enumerate(params):
                 self.register_buffer(f"s{j}_{i}", torch.zeros_like(param, requires_grad=False))
