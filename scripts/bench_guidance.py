@@ -8,7 +8,8 @@ Measures, in one run, on the same base weights, prompts, batch and number of ste
 * ``lora_distill``: the fused LoRA-distill student at w = ``--guidance``, one evaluation per step (``--lora-distill``).
 
 The three are warmed up, then timed round-robin for ``--repeats`` rounds; the median seconds per image are reported
-with images/second and the ratios ``agd/cfg`` and ``lora_distill/cfg`` in images/second (goal >= 1.8).
+with images/second and the ratios ``agd/cfg`` and ``lora_distill/cfg`` in images/second (goal >= 1.8), plus the
+median, min and max of the ratios paired within each round (steadier on a shared machine).
 ``--untrained`` builds freshly initialised adapters / LoRA on the teacher instead of loading trained models (speed does
 not depend on the weights' values; useful before the testbed students exist).
 
@@ -19,7 +20,7 @@ and the plain conditional call (= a fused LoRA-distill step). On the tiny testbe
 a call; this shows what they cost at the scale the method is used at.
 
     python scripts/bench_guidance.py [--teacher REF] [--agd REF] [--lora-distill REF] [--untrained]
-                                     [--steps 25] [--batch 16] [--repeats 5] [--threads 2] [--json out.json]
+                                     [--steps 25] [--batch 64] [--repeats 9] [--threads 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ def main(argv=None) -> int:
     parser.add_argument("--lora-rank", type=int, default=16, help="LoRA rank with --untrained")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=5.0)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=None,
+                        help="images per sampler call (default 64, a throughput measure: at 16-32 the per-call fixed "
+                             "costs weigh more, see docs/METHODS.md; 1 with --sd15-step)")
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine is shared: keep it small)")
     parser.add_argument("--device", default="cpu")
@@ -80,6 +83,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.batch is None:
+        args.batch = 1 if args.sd15_step else 64
     if args.sd15_step:
         return sd15_step(args)
     from zoo.t2i import DDIMSampler
@@ -119,6 +124,7 @@ def main(argv=None) -> int:
         "seconds_per_image": {k: round(v, 5) for k, v in seconds.items()},
         "images_per_second": {k: round(1.0 / v, 3) for k, v in seconds.items()},
         "speedup_vs_cfg": {k: round(seconds["cfg"] / seconds[k], 3) for k in ("agd", "lora_distill")},
+        "paired_speedup_vs_cfg": paired_ratios(times, ("agd", "lora_distill")),
     }
     print(f"{'sampler':<14}{'NFE':>6}{'s/image':>12}{'images/s':>11}{'x vs CFG':>10}")
     for name in variants:
@@ -127,8 +133,27 @@ def main(argv=None) -> int:
     if args.json_path:
         with open(args.json_path, "w") as handle:
             json.dump(report, handle, indent=2)
-    print(json.dumps(report["speedup_vs_cfg"]))
+    print_paired(report)
     return 0
+
+
+def paired_ratios(times: dict[str, list[float]], names) -> dict[str, dict[str, float]]:
+    """Median, min and max over the rounds of ``cfg time / sampler time`` within a round. Each round times the
+    samplers back to back, so a slow spell of the (shared, virtual) machine affects both sides of a ratio; the
+    median of these paired ratios is steadier than the ratio of the medians."""
+    result = {}
+    for name in names:
+        ratios = sorted(cfg / other for cfg, other in zip(times["cfg"], times[name]))
+        result[name] = {"median": round(statistics.median(ratios), 3), "min": round(ratios[0], 3),
+                        "max": round(ratios[-1], 3)}
+    return result
+
+
+def print_paired(report: dict) -> None:
+    print("per-round ratios (the three samplers timed back to back in each round):")
+    for name, figures in report["paired_speedup_vs_cfg"].items():
+        print(f"  {name:<12} median {figures['median']:.3f}  min {figures['min']:.3f}  max {figures['max']:.3f}")
+    print(json.dumps(report["speedup_vs_cfg"]))
 
 
 def sd15_step(args) -> int:
@@ -179,11 +204,12 @@ def sd15_step(args) -> int:
         print(f"{name:<14}{seconds[name]:>10.3f}{seconds['cfg'] / seconds[name]:>10.2f}")
     report = {"sd15_step": True, "latent_size": size, "batch": b, "repeats": args.repeats, "threads": args.threads,
               "seconds_per_step": {k: round(v, 4) for k, v in seconds.items()},
-              "speedup_vs_cfg": {k: round(seconds["cfg"] / seconds[k], 3) for k in ("agd", "lora_distill")}}
+              "speedup_vs_cfg": {k: round(seconds["cfg"] / seconds[k], 3) for k in ("agd", "lora_distill")},
+              "paired_speedup_vs_cfg": paired_ratios(times, ("agd", "lora_distill"))}
     if args.json_path:
         with open(args.json_path, "w") as handle:
             json.dump(report, handle, indent=2)
-    print(json.dumps(report["speedup_vs_cfg"]))
+    print_paired(report)
     return 0
 
 

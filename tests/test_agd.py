@@ -4,7 +4,6 @@ one UNet call per step, toy distillation, and a tiny run through the training ru
 import pytest
 import torch
 
-from zoo.spec import ResolvedModel
 from zoo.t2i import SDComponents
 from zoo.tiny import build_tiny_sd
 from zoo_plugins.agd.adapters import AGDAdapters, cross_attention_modules
@@ -236,3 +235,64 @@ def test_inference_path_with_folded_projections_equals_the_training_path(compone
         finally:
             adapters.detach()
     torch.testing.assert_close(other_t, expected_other_t, rtol=1e-5, atol=1e-5)  # new (ω, t) rows each call
+
+
+def test_shared_guidance_and_timestep_give_the_per_image_result(components):
+    """In a sampling loop every image has the same ω and t: the adapters then compute their (ω, t) rows once and
+    broadcast them. The output equals that of per-image ω and t tensors with the same values, with and without
+    gradients."""
+    unet = components.unet
+    adapters = AGDAdapters.for_unet(unet, hidden_dim=16).attach(unet)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in adapters.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+    x, _, c = _inputs(3)
+    try:
+        for grad in (False, True):
+            with torch.set_grad_enabled(grad):
+                adapters.set_guidance(torch.full((3,), 6.0))
+                per_image = unet(x, torch.full((3,), 420), encoder_hidden_states=c).sample.detach()
+                adapters.set_guidance(6.0)
+                shared = unet(x, torch.tensor(420), encoder_hidden_states=c).sample.detach()
+                mixed = unet(x, torch.full((3,), 420), encoder_hidden_states=c).sample.detach()
+            assert adapters._temb.shape[0] == 3 and adapters._guidance_now.shape == (1,)
+            torch.testing.assert_close(shared, per_image, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(mixed, per_image, rtol=1e-5, atol=1e-6)
+            with torch.no_grad():
+                unet(x, 420, encoder_hidden_states=c)
+            assert adapters._temb.shape[0] == 1  # a plain-number timestep is shared too
+    finally:
+        adapters.detach()
+
+
+@pytest.mark.parametrize("scheduler", ["DDIMScheduler", "EulerDiscreteScheduler"])
+def test_loop_folded_condition_rows_give_the_per_call_result(components, monkeypatch, scheduler):
+    """The sampler folds every adapter's (ω, t) rows for all timesteps before the loop; the images equal those of
+    a loop in which each call computes its own rows (int DDIM and float Euler timesteps)."""
+    adapters = AGDAdapters.for_unet(components.unet, hidden_dim=16)
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in adapters.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+    sampler = AGDSampler(components, adapters, None)
+    calls = []
+    real_at_step = adapters.at_step
+
+    def recording_at_step(index):
+        real_at_step(index)
+        calls.append(adapters._step_tokens is not None)
+
+    try:
+        options = dict(steps=4, guidance_scale=6.0, batch_size=2, output_type="pt", scheduler=scheduler, seed=3)
+        monkeypatch.setattr(adapters, "at_step", recording_at_step)
+        ahead = sampler("a red circle", **options).latents
+        monkeypatch.setattr(adapters, "at_step", lambda index: None)  # no rows: each call folds its own
+        per_call = sampler("a red circle", **options).latents
+        monkeypatch.setattr(adapters, "at_step", lambda index: real_at_step(0))  # the first step's rows throughout
+        stale = sampler("a red circle", **options).latents
+    finally:
+        adapters.detach()
+    assert calls == [True] * 4 and adapters._loop is None  # used at every step, dropped after the loop
+    torch.testing.assert_close(ahead, per_call, rtol=1e-5, atol=1e-5)
+    assert (ahead - stale).abs().max() > 1e-2  # the rows of each step matter in this comparison

@@ -41,16 +41,18 @@ class AGDSampler(TextToImageSampler):
         self.adapters.set_guidance(float(guidance_scale))
         self.adapters.enabled = not use_cfg
         try:
-            for index, t in enumerate(scheduler.timesteps):
-                model_input = scheduler.scale_model_input(latents, t)
-                if use_cfg:
-                    eps = self.predict_eps(model_input, t, cond, uncond, guidance_scale)
-                else:
-                    eps = self.predict_eps(model_input, t, cond, None, 1.0)  # ONE call: adapters supply the guidance
-                step_kwargs = {"generator": generator} if "generator" in scheduler.step.__code__.co_varnames else {}
-                latents = scheduler.step(eps, t, latents, **step_kwargs).prev_sample
-                if progress is not None:
-                    progress(index + 1, steps)
+            with self.adapters.sampling_loop(self.components.unet, scheduler.timesteps, cond):
+                for index, t in enumerate(scheduler.timesteps):
+                    model_input = scheduler.scale_model_input(latents, t)
+                    if use_cfg:
+                        eps = self.predict_eps(model_input, t, cond, uncond, guidance_scale)
+                    else:
+                        self.adapters.at_step(index)  # this step's tokens, folded ahead of the loop
+                        eps = self.predict_eps(model_input, t, cond, None, 1.0)  # ONE call: adapters supply guidance
+                    step_kwargs = {"generator": generator} if "generator" in scheduler.step.__code__.co_varnames else {}
+                    latents = scheduler.step(eps, t, latents, **step_kwargs).prev_sample
+                    if progress is not None:
+                        progress(index + 1, steps)
         finally:
             self.adapters.enabled = True
         return latents
