@@ -283,8 +283,9 @@ class AGDAdapters(nn.Module):
         folds its (ω, t) rows for all the timesteps and its prompt rows once, up front, so that a UNet call only runs
         the attention itself. Call :meth:`at_step` with the index into ``timesteps`` before each call inside."""
         guidance = torch.as_tensor(self._guidance, dtype=torch.float32).reshape(-1)
-        if torch.is_grad_enabled() or guidance.numel() != 1 or not self.config["use_timestep"]:
-            yield self  # nothing to prepare: each call folds its own rows
+        if (torch.is_grad_enabled() or guidance.numel() != 1 or not self.config["use_timestep"]
+                or getattr(unet.time_embedding, "cond_proj", None) is not None):
+            yield self  # nothing to prepare (or a timestep embedding that needs more than t): each call folds its own
             return
         device = next(unet.parameters()).device
         dtype = unet.time_embedding.linear_1.weight.dtype
