@@ -13,6 +13,11 @@ same initialisation). Every model sees the same LR images and the same noise see
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_yonos.py --work-dir runs/yonos [--json out.json]
 
 Models that are missing from the work dir are left out of the table. NFE per image is the number of UNet calls.
+
+``--seed-dir DIR`` adds the same-init pair retrained at other training seeds (``DIR/<stage>_s<seed>/export``, e.g.
+``zoo train yonos_sr --config runs/yonos2/distill_x4/config.yaml --output-dir DIR/distill_x4_s1 train.seed=1``):
+one row per run at 1 step, and per budget the mean over training seeds (seed 0 = the work dir's run) with the
+distilled-minus-direct difference of each seed, to tell a real difference from the spread between runs.
 """
 
 from __future__ import annotations
@@ -80,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--no-early", action="store_true", help="skip the rows of the same-init pair at earlier "
                         "checkpoints")
+    parser.add_argument("--seed-dir", type=Path, default=None, help="runs of the same-init pair at other training "
+                        "seeds, <stage>_s<seed>/export (see the module docstring)")
     parser.add_argument("--texture", default=None, help="testbed images to score (default: the 'testbed_texture' the "
                         "work dir's models were trained on, from their zoo.json; 'none' for older models)")
     args = parser.parse_args(argv)
@@ -138,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                       for seed in range(args.seeds)]
             add(f"{label}, after {step} steps", 4, 1, 1, sum(s[0] for s in scores) / len(scores),
                 sum(s[1] for s in scores) / len(scores))
+    if args.seed_dir:
+        seed_rows(args, hr, add)
     teacher = args.work_dir / "teacher_x2" / "export"
     if teacher.is_dir():
         psnr2, ssim2 = mean_scores(bicubic_baseline(hr, 2), hr, 2)
@@ -158,6 +167,43 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({"images": len(hr), "seeds": args.seeds, "texture": texture, "rows": rows},
                                         indent=2))
     return 0
+
+
+SEED_PAIRS = (("500 steps", "direct_x4_500", "distill_x4_500"), ("1,000 steps", "direct_x4", "distill_x4"))
+
+
+def seed_rows(args, hr, add) -> None:
+    """Rows of the same-init pair at every training seed found (see ``--seed-dir``), the means over seeds and the
+    per-seed differences (printed)."""
+    import statistics
+
+    from zoo_plugins.yonos_sr.evaluate import mean_scores, super_resolve
+    from zoo_plugins.yonos_sr.model import YonosSRModel
+
+    def score(folder: Path):
+        model = YonosSRModel.load(folder).eval()
+        scores = [mean_scores(super_resolve(model, hr, 4, steps=1, seed=seed)[0], hr, 4) for seed in range(args.seeds)]
+        return sum(s[0] for s in scores) / len(scores), sum(s[1] for s in scores) / len(scores)
+
+    for budget, direct, distill in SEED_PAIRS:
+        results = {}
+        for stage in (direct, distill):
+            runs = {0: args.work_dir / stage / "export"}
+            runs.update({int(path.parent.name.rsplit("_s", 1)[1]): path
+                         for path in args.seed_dir.glob(f"{stage}_s*/export")})
+            results[stage] = {seed: score(folder) for seed, folder in sorted(runs.items()) if folder.is_dir()}
+            for seed, (psnr, ssim) in results[stage].items():
+                add(f"{stage}, training seed {seed}", 4, 1, 1, psnr, ssim)
+            if results[stage]:
+                values = list(results[stage].values())
+                add(f"{stage}, mean over {len(values)} training seeds", 4, 1, 1,
+                    statistics.mean(v[0] for v in values), statistics.mean(v[1] for v in values))
+        common = sorted(set(results[direct]) & set(results[distill]))
+        differences = [(results[distill][s][0] - results[direct][s][0], results[distill][s][1] - results[direct][s][1])
+                       for s in common]
+        print(f"{budget}: distilled minus direct per training seed {common}: PSNR "
+              f"{', '.join(f'{d[0]:+.3f}' for d in differences)} dB; SSIM "
+              f"{', '.join(f'{d[1]:+.4f}' for d in differences)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
