@@ -1,7 +1,8 @@
 """Quality benchmark on the testbed: the teacher and every registered text-to-image method's testbed student.
 
 Each row samples the fixed prompt set of :mod:`zoo.testbed.prompts` (19 prompts x 16 seeds = 304 images, one batch of
-16 per prompt, the same initial noise for every row) and scores the images with :class:`zoo.testbed.evaluator.Evaluator`:
+16 per prompt, the same initial noise for every row; ``--noise-sets K`` repeats it with K disjoint noise sets) and
+scores the images with :class:`zoo.testbed.evaluator.Evaluator`:
 
 - ``color_acc`` / ``shape_acc``: fraction of images showing the colour / shape their prompt names;
 - ``diversity``: spread of position and size per prompt relative to real data (1.0 = like the data);
@@ -152,6 +153,9 @@ def main() -> None:
                         help="CFG scale of the teacher rows (default: the teacher's zoo.json).")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--prompts", type=int, default=None, help="Use only the first N benchmark prompts (quick runs).")
+    parser.add_argument("--noise-sets", type=int, default=1,
+                        help="Repeat the prompts with K disjoint noise sets (K x 304 images per row; 1 = the standard "
+                             "benchmark).")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
@@ -165,7 +169,7 @@ def main() -> None:
     from zoo.testbed.prompts import BENCHMARK_PROMPTS, benchmark_jobs
 
     prompts = BENCHMARK_PROMPTS[: args.prompts] if args.prompts else BENCHMARK_PROMPTS
-    jobs = benchmark_jobs(prompts)
+    jobs = benchmark_jobs(prompts, args.noise_sets)
     evaluator = Evaluator()
     wanted = set(args.only) if args.only else None
     method_steps = parse_method_steps(args.method_steps)

@@ -155,3 +155,14 @@ def test_zoo_eval_reads_prompts_from_png_metadata_and_writes_json(tmp_path):
     assert result.exit_code == 1 and "carries no prompt" in result.output and "--prompt" in result.output
     result = CliRunner().invoke(main, ["eval", str(tmp_path / "bare.png"), "--prompt", prompts[0]])
     assert result.exit_code == 0, result.output
+
+
+def test_benchmark_noise_sets_repeat_the_prompts_with_disjoint_seeds_and_keep_the_standard_set_first():
+    from zoo.testbed.prompts import BASE_SEED, benchmark_jobs
+
+    standard = benchmark_jobs()
+    three = benchmark_jobs(noise_sets=3)
+    assert standard == [(prompt, BASE_SEED + i) for i, prompt in enumerate(BENCHMARK_PROMPTS)]
+    assert three[: len(standard)] == standard and len(three) == 3 * len(standard)
+    assert [p for p, _ in three] == list(BENCHMARK_PROMPTS) * 3
+    assert len({seed for _, seed in three}) == len(three)  # every batch has its own noise

@@ -18,6 +18,14 @@ COLOR_PROMPTS = tuple(caption_for(None, color) for color in COLORS)
 BENCHMARK_PROMPTS = FULL_PROMPTS + SHAPE_PROMPTS + COLOR_PROMPTS
 
 
-def benchmark_jobs(prompts: tuple[str, ...] = BENCHMARK_PROMPTS) -> list[tuple[str, int]]:
-    """``(prompt, seed)`` per batch: the seed of a prompt's batch is ``BASE_SEED + its index``."""
-    return [(prompt, BASE_SEED + index) for index, prompt in enumerate(prompts)]
+NOISE_SET_STRIDE = 100
+
+
+def benchmark_jobs(prompts: tuple[str, ...] = BENCHMARK_PROMPTS, noise_sets: int = 1) -> list[tuple[str, int]]:
+    """``(prompt, seed)`` per batch: the seed of a prompt's batch is ``BASE_SEED + its index``. With ``noise_sets`` K
+    > 1 the prompts are repeated K times with disjoint seeds ``BASE_SEED + 100 k + index`` (k = 0 is the standard
+    set), K x 16 images per prompt: more images where a comparison is within a few images."""
+    if len(prompts) > NOISE_SET_STRIDE:
+        raise ValueError(f"at most {NOISE_SET_STRIDE} benchmark prompts")
+    return [(prompt, BASE_SEED + NOISE_SET_STRIDE * k + index)
+            for k in range(noise_sets) for index, prompt in enumerate(prompts)]
