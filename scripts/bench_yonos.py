@@ -140,11 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         for step, checkpoint in list_checkpoints(args.work_dir / stage):
             if step >= final:
                 continue
-            model = load_at_checkpoint(export, checkpoint)
-            scores = [mean_scores(super_resolve(model, hr, 4, steps=1, seed=seed)[0], hr, 4)
-                      for seed in range(args.seeds)]
-            add(f"{label}, after {step} steps", 4, 1, 1, sum(s[0] for s in scores) / len(scores),
-                sum(s[1] for s in scores) / len(scores))
+            add(f"{label}, after {step} steps", 4, 1, 1,
+                *one_step_x4_scores(load_at_checkpoint(export, checkpoint), hr, args.seeds))
     if args.seed_dir:
         seed_rows(args, hr, add)
     teacher = args.work_dir / "teacher_x2" / "export"
@@ -169,6 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def one_step_x4_scores(model, hr, seeds: int) -> tuple[float, float]:
+    """PSNR and SSIM of ``model`` at x4 and 1 step, averaged over noise seeds ``0..seeds-1``."""
+    from zoo_plugins.yonos_sr.evaluate import mean_scores, super_resolve
+
+    scores = [mean_scores(super_resolve(model, hr, 4, steps=1, seed=seed)[0], hr, 4) for seed in range(seeds)]
+    return sum(s[0] for s in scores) / len(scores), sum(s[1] for s in scores) / len(scores)
+
+
 SEED_PAIRS = (("500 steps", "direct_x4_500", "distill_x4_500"), ("1,000 steps", "direct_x4", "distill_x4"))
 
 
@@ -177,13 +182,10 @@ def seed_rows(args, hr, add) -> None:
     per-seed differences (printed)."""
     import statistics
 
-    from zoo_plugins.yonos_sr.evaluate import mean_scores, super_resolve
     from zoo_plugins.yonos_sr.model import YonosSRModel
 
     def score(folder: Path):
-        model = YonosSRModel.load(folder).eval()
-        scores = [mean_scores(super_resolve(model, hr, 4, steps=1, seed=seed)[0], hr, 4) for seed in range(args.seeds)]
-        return sum(s[0] for s in scores) / len(scores), sum(s[1] for s in scores) / len(scores)
+        return one_step_x4_scores(YonosSRModel.load(folder).eval(), hr, args.seeds)
 
     for budget, direct, distill in SEED_PAIRS:
         results = {}
