@@ -22,6 +22,7 @@ import torch
 
 from zoo.diffusion.guidance import cfg, uses_cfg
 from zoo.errors import FileMissingError, InputError, WeightsError
+from zoo.negative_attention import NASA_OPTION, nasa_for_call  # NASA: negatives via attention, no CFG
 from zoo.sampling import ProgressCallback, SampleResult
 from zoo.spec import ResolvedModel
 
@@ -195,9 +196,12 @@ class TextToImageSampler:
         method: method name written into the metadata.
         default_steps / min_steps / max_steps: step count default and allowed range.
         default_guidance_scale: CFG scale used when the caller passes none (diffusers convention, ``<= 1`` = off).
+        call_options: the keyword options a call accepts besides the common ones (steps, seed, ...); any other name
+            is refused with one line listing these, so a misspelt option cannot be silently ignored.
     """
 
     method: str = BASE_METHOD
+    call_options: frozenset[str] = frozenset({"scheduler", "timestep_spacing", NASA_OPTION})
     default_steps: int = 25
     min_steps: int = 1
     max_steps: int = 1000
@@ -291,6 +295,7 @@ class TextToImageSampler:
         prompts = [prompt] * batch_size if isinstance(prompt, str) else list(prompt)
         batch_size = len(prompts)
         self.validate(steps, height, width, batch_size)
+        self.check_options(options)
         negatives = None
         if negative_prompt is not None:
             negatives = [negative_prompt] * batch_size if isinstance(negative_prompt, str) else list(negative_prompt)
@@ -304,8 +309,6 @@ class TextToImageSampler:
         generator = torch.Generator("cpu").manual_seed(int(seed) + 1)  # for stochastic samplers' fresh noise
         counter = NFECounter(c.unet, batch_size)
         try:
-            from zoo.negative_attention import NASA_OPTION, nasa_for_call  # NASA: negatives via attention, no CFG
-
             with nasa_for_call(c.unet, c.encode_prompt, negatives, options.get(NASA_OPTION)):
                 latents = self.denoise(latents, cond, uncond, steps, guidance_scale, generator, progress,
                                        negative_prompt=negatives, **options)
@@ -319,6 +322,12 @@ class TextToImageSampler:
                     "seconds_per_image": round(seconds / batch_size, 6), **self.extra_metadata(options)}
         output = c.to_pil(images) if output_type == "pil" else images
         return SampleResult(images=output, nfe=nfe, metadata=metadata, latents=latents)
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        unknown = sorted(set(options) - self.call_options)
+        if unknown:
+            accepted = ", ".join(sorted(self.call_options)) or "none"
+            raise InputError(f"unknown option {unknown[0]!r} for {self.method}: the options it accepts are {accepted}")
 
     def extra_metadata(self, options: dict[str, Any]) -> dict[str, Any]:
         """Method-specific parameters to record (e.g. the preset, eta, NASA alpha)."""
@@ -335,6 +344,7 @@ class DDIMSampler(TextToImageSampler):
     method = BASE_METHOD
     default_steps = 25
     default_guidance_scale = 5.0
+    call_options = frozenset({"timestep_spacing", NASA_OPTION})  # the scheduler is always DDIM
 
     def denoise(self, latents, cond, uncond, steps, guidance_scale, generator, progress, **options):
         scheduler = self.make_scheduler(steps, {**options, "scheduler": "DDIMScheduler"})

@@ -25,6 +25,7 @@ class AGDSampler(TextToImageSampler):
     method = METHOD
     default_steps = 25
     default_guidance_scale = 5.0
+    call_options = TextToImageSampler.call_options | {"disable_adapter"}
 
     def __init__(self, components: SDComponents, adapters: AGDAdapters, model: ResolvedModel | None = None,
                  **settings: Any) -> None:
