@@ -283,6 +283,32 @@ def test_trainer_at_init_has_zero_loss_when_the_teacher_step_reaches_the_edge(ti
     assert out["loss"].requires_grad  # gradients reach the student LoRA
 
 
+def test_stage_guidance_gives_each_stage_its_own_teacher_scale(tiny_dir):
+    from zoo_plugins.hyper_sd.trainer import HyperSDTrainer
+
+    trainer = HyperSDTrainer(_trainer_config(tiny_dir, "segments=[2,1]", "stage_steps=[3,2]", "train.steps=5",
+                                             "stage_guidance=[6.0,2.5]", "guidance_scale=4.0"))
+    trainer.build()
+    assert [trainer._guidance(3, trainer._stage(step)).tolist() for step in (0, 2, 3, 4)] == \
+        [[6.0] * 3, [6.0] * 3, [2.5] * 3, [2.5] * 3]
+    plain = HyperSDTrainer(_trainer_config(tiny_dir, "segments=[2,1]", "guidance_scale=4.0"))
+    plain.build()
+    assert plain._guidance(2, 1).tolist() == [4.0, 4.0]
+
+
+@pytest.mark.parametrize("overrides,fragment", [
+    (["segments=[2,1]", "stage_guidance=[5.0]"], "stage_guidance has 1 entries for 2 segments stages"),
+    (["segments=[2,1]", "stage_guidance=[5.0,4.0]", "guidance_range=[3.0,6.0]"], "keep one"),
+])
+def test_bad_stage_guidance_is_one_line(tiny_dir, overrides, fragment):
+    from zoo.errors import ConfigError
+    from zoo_plugins.hyper_sd.trainer import HyperSDTrainer
+
+    with pytest.raises(ConfigError, match=fragment) as info:
+        HyperSDTrainer(_trainer_config(tiny_dir, *overrides)).build()
+    assert "\n" not in str(info.value)
+
+
 def test_progressive_training_with_score_distillation_exports_a_hyper_sd_lora(tiny_dir, tmp_path):
     from zoo.diffusion.lora_io import load_lora
     from zoo.train.runtime import train

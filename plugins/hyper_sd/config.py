@@ -36,6 +36,10 @@ class HyperSDConfig:
     """CFG scale of the teacher solver step (diffusers convention; 1 = conditional only)."""
     guidance_range: List[float] = field(default_factory=list)
     """If two numbers [lo, hi]: draw the teacher's guidance per sample from U[lo, hi] (overrides guidance_scale)."""
+    stage_guidance: List[float] = field(default_factory=list)
+    """One CFG scale per stage (overrides guidance_scale stage by stage; empty = guidance_scale throughout). A higher
+    scale trades diversity (FD) for colour/shape accuracy, and the N-step LoRAs are the stages' students, so each
+    stage can sit at its own point of that trade-off."""
     target_ema: float = 0.95
     """EMA rate of the consistency target θ⁻ (LCM's 0.95; reconstruction)."""
     huber_c: float = 0.001

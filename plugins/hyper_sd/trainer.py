@@ -123,6 +123,15 @@ class HyperSDTrainer(Trainer):
 
             raise ConfigError(f"stage_steps has {len(stage_steps)} entries for {len(segments)} segments stages; "
                               f"give one per stage or leave it empty")
+        if cfg.stage_guidance and len(cfg.stage_guidance) != len(segments):
+            from zoo.errors import ConfigError
+
+            raise ConfigError(f"stage_guidance has {len(cfg.stage_guidance)} entries for {len(segments)} segments "
+                              f"stages; give one per stage or leave it empty")
+        if cfg.stage_guidance and len(cfg.guidance_range) == 2:
+            from zoo.errors import ConfigError
+
+            raise ConfigError("stage_guidance and guidance_range both set the teacher's guidance; keep one")
         self.segments, self.stage_steps = segments, stage_steps
         self.current_stage = -1
         self.stage_snapshots = _StageSnapshots(self.params[STUDENT], len(segments) - 1) \
@@ -176,12 +185,13 @@ class HyperSDTrainer(Trainer):
 
         return testbed_image_batches(seed, int(self.config.data_seed), int(self.config.train.batch_size))
 
-    def _guidance(self, b: int) -> torch.Tensor:
+    def _guidance(self, b: int, stage: int) -> torch.Tensor:
         cfg = self.config
         if len(cfg.guidance_range) == 2:
             lo, hi = float(cfg.guidance_range[0]), float(cfg.guidance_range[1])
             return lo + (hi - lo) * torch.rand(b, device=self.device)
-        return torch.full((b,), float(cfg.guidance_scale), device=self.device)
+        scale = cfg.stage_guidance[stage] if cfg.stage_guidance else cfg.guidance_scale
+        return torch.full((b,), float(scale), device=self.device)
 
     def _eps(self, adapter: str | None, x, t, cond, uncond=None, w=None) -> torch.Tensor:
         from zoo.diffusion.guidance import cfg as combine
@@ -208,7 +218,8 @@ class HyperSDTrainer(Trainer):
 
     def loss(self, group: str, step: int, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         c, cfg = self.components, self.config
-        k = int(self.segments[self._stage(step)])
+        stage = self._stage(step)
+        k = int(self.segments[stage])
         x0 = self.components.encode_images(batch["images"])
         b = x0.shape[0]
         captions = [("" if torch.rand(()).item() < float(cfg.uncond_prob) else text) for text in batch["captions"]]
@@ -222,7 +233,7 @@ class HyperSDTrainer(Trainer):
         from zoo.diffusion.schedule import add_noise
 
         x_t = add_noise(x0, noise, t, c.alphas_cumprod)
-        w = self._guidance(b)
+        w = self._guidance(b, stage)
         guided = bool((w != 1.0).any())  # w = 1 everywhere: the teacher is the conditional model (one call)
         target, lower = tscd_targets(
             x_t, t, k, self.skip,
