@@ -18,8 +18,11 @@ lists ``variants`` (sub-folders that are models of their own, such as Hyper-SD's
 variant at its recommended settings.
 
 A second table compares every method row with the teacher rows at the same NFE and at the same number of steps:
-the differences in colour, shape and FD, and whether the student beats that row (colour and shape not lower, where
-1.000 against 1.000 counts as matched, and FD lower).
+the differences in colour, shape and FD, whether the student beats that row (colour and shape not lower, where
+1.000 against 1.000 counts as matched, and FD lower), and, since every row samples the same prompts and noise, the
+image-by-image comparison behind each accuracy difference: ``+wins/-losses`` (images the student gets right and the
+teacher row wrong, and the reverse) with the exact McNemar p-value. Near 1.000 a difference of a few tenths of a
+point rests on a handful of such images; a large p says it cannot be told from chance.
 
 Usage::
 
@@ -65,9 +68,10 @@ def run_rows(name: str, sampler, evaluator, jobs, batch_size: int, **call_option
         nfes.add(result.nfe)
         steps.add(result.metadata.get("steps"))
     report = evaluator.evaluate(images, prompts)
-    return {"method": name, "steps": max(steps) if None not in steps else None, "nfe": max(nfes), "color_acc": report.color_acc, "shape_acc": report.shape_acc,
-            "diversity": report.diversity, "fd": report.fd,
-            "ms_per_image": 1000.0 * statistics.median(seconds) / batch_size}
+    return {"method": name, "steps": max(steps) if None not in steps else None, "nfe": max(nfes),
+            "color_acc": report.color_acc, "shape_acc": report.shape_acc, "diversity": report.diversity,
+            "fd": report.fd, "ms_per_image": 1000.0 * statistics.median(seconds) / batch_size,
+            "hits": {"color": report.color_hits, "shape": report.shape_hits}}
 
 
 def format_table(rows: list[dict]) -> str:
@@ -110,12 +114,25 @@ def comparisons(rows: list[dict]) -> list[dict]:
                 continue
             out.append({"method": row["method"], "teacher row": ref["method"], "same": "+".join(same),
                         "d_color": row["color_acc"] - ref["color_acc"], "d_shape": row["shape_acc"] - ref["shape_acc"],
-                        "d_fd": row["fd"] - ref["fd"], "beats": "yes" if beats(row, ref) else "no"})
+                        "d_fd": row["fd"] - ref["fd"], "beats": "yes" if beats(row, ref) else "no",
+                        "color pairs": paired_cell(row, ref, "color"), "shape pairs": paired_cell(row, ref, "shape")})
     return out
 
 
+def paired_cell(row: dict, ref: dict, attribute: str) -> str:
+    """``+wins/-losses p=...``: images the student gets right and the teacher row wrong and the reverse, on the same
+    prompts and noise, with the exact McNemar p-value (``-`` for rows stored without per-image hits)."""
+    from zoo.testbed.evaluator import paired_counts
+
+    a, b = row.get("hits", {}).get(attribute), ref.get("hits", {}).get(attribute)
+    if not a or not b or len(a) != len(b):
+        return "-"
+    wins, losses, p = paired_counts(a, b)
+    return f"+{wins}/-{losses} p={p:.2f}"
+
+
 def format_comparisons(items: list[dict]) -> str:
-    head = ("method", "teacher row", "same", "d_color", "d_shape", "d_fd", "beats")
+    head = ("method", "teacher row", "same", "d_color", "d_shape", "d_fd", "beats", "color pairs", "shape pairs")
     table = [list(head)] + [[f"{i[c]:+.3f}" if isinstance(i[c], float) else str(i[c]) for c in head] for i in items]
     widths = [max(len(r[k]) for r in table) for k in range(len(head))]
     lines = ["  ".join(v.ljust(w) if k < 3 else v.rjust(w) for k, (v, w) in enumerate(zip(r, widths))) for r in table]
@@ -156,6 +173,9 @@ def main() -> None:
     parser.add_argument("--noise-sets", type=int, default=1,
                         help="Repeat the prompts with K disjoint noise sets (K x 304 images per row; 1 = the standard "
                              "benchmark).")
+    parser.add_argument("--validation", action="store_true",
+                        help="Sample the validation noise (seeds 5000 + 100 k + index) instead of the benchmark's: "
+                             "choose recipes and checkpoints on it, report on the benchmark.")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
@@ -169,7 +189,10 @@ def main() -> None:
     from zoo.testbed.prompts import BENCHMARK_PROMPTS, benchmark_jobs
 
     prompts = BENCHMARK_PROMPTS[: args.prompts] if args.prompts else BENCHMARK_PROMPTS
-    jobs = benchmark_jobs(prompts, args.noise_sets)
+    try:
+        jobs = benchmark_jobs(prompts, args.noise_sets, validation=args.validation)
+    except ValueError as exc:
+        raise SystemExit(f"--noise-sets: {exc}") from None
     evaluator = Evaluator()
     wanted = set(args.only) if args.only else None
     method_steps = parse_method_steps(args.method_steps)

@@ -7,7 +7,8 @@ import pytest
 
 from zoo.testbed.data import (BACKGROUND, COLORS, SHAPES, Attributes, ShapesDataset, caption_for, parse_caption, render,
                               sample_attributes)
-from zoo.testbed.evaluator import (CLASSIFIER_WEIGHTS, Evaluator, dominant_colors, frechet_distance, geometry)
+from zoo.testbed.evaluator import (CLASSIFIER_WEIGHTS, Evaluator, dominant_colors, frechet_distance, geometry,
+                                   paired_counts)
 from zoo.testbed.prompts import BENCHMARK_PROMPTS, FULL_PROMPTS
 
 
@@ -94,6 +95,38 @@ def test_mode_collapse_gives_zero_diversity_and_a_larger_fd_than_real_images(eva
     assert collapsed_report.fd > 2 * real_report.fd
 
 
+def test_per_image_hits_add_up_to_the_accuracies_and_mark_unnamed_attributes(evaluator):
+    images, prompts, _ = real_batch(48, seed=4)
+    wrong = render([Attributes(shape="square", color="red", cx=16.0, cy=16.0, size=14.0)] * 4)
+    images = np.concatenate([images, wrong])
+    prompts = list(prompts) + ["a blue circle", "a circle", "something blue", "a red square"]
+    report = evaluator.evaluate(images, prompts)
+    assert len(report.color_hits) == len(report.shape_hits) == len(images)
+    named_colors = [h for h in report.color_hits if h is not None]
+    named_shapes = [h for h in report.shape_hits if h is not None]
+    assert np.mean(named_colors) == pytest.approx(report.color_acc)
+    assert np.mean(named_shapes) == pytest.approx(report.shape_acc)
+    assert [report.color_hits[-4:], report.shape_hits[-4:]] == [[False, None, False, True], [False, False, None, True]]
+    assert "color_hits" not in report.to_dict() and "shape_hits" not in report.to_dict()
+
+
+@pytest.mark.parametrize("a,b,expected", [
+    ([True, True, False, None], [True, False, True, True], (1, 1, 1.0)),   # one each way; the None image is skipped
+    ([True] * 10, [False] * 10, (10, 0, 2 / 2 ** 10)),                    # all ten discordant images one way
+    ([True] * 6 + [False] * 2, [False] * 6 + [True] * 2, (6, 2, 0.2890625)),  # 2 * (1 + 8 + 28) / 256
+    ([True, False], [True, False], (0, 0, 1.0)),                           # no discordant image: nothing to test
+])
+def test_paired_counts_are_exact_mcnemar(a, b, expected):
+    wins, losses, p = paired_counts(a, b)
+    assert (wins, losses) == expected[:2] and p == pytest.approx(expected[2])
+    assert paired_counts(b, a)[:2] == (losses, wins) and paired_counts(b, a)[2] == pytest.approx(p)
+
+
+def test_paired_counts_need_the_same_images():
+    with pytest.raises(ValueError, match="same images"):
+        paired_counts([True], [True, False])
+
+
 def test_evaluation_is_deterministic(evaluator):
     images, prompts, _ = real_batch(64, seed=9)
     noisy = np.clip(images + np.random.default_rng(1).normal(0, 0.05, images.shape), 0, 1).astype(np.float32)
@@ -166,3 +199,14 @@ def test_benchmark_noise_sets_repeat_the_prompts_with_disjoint_seeds_and_keep_th
     assert three[: len(standard)] == standard and len(three) == 3 * len(standard)
     assert [p for p, _ in three] == list(BENCHMARK_PROMPTS) * 3
     assert len({seed for _, seed in three}) == len(three)  # every batch has its own noise
+
+
+def test_validation_noise_never_meets_the_benchmark_noise():
+    from zoo.testbed.prompts import VALIDATION_SEED, benchmark_jobs
+
+    most = benchmark_jobs(noise_sets=40)
+    validation = benchmark_jobs(noise_sets=40, validation=True)
+    assert validation[0] == (BENCHMARK_PROMPTS[0], VALIDATION_SEED)
+    assert not {s for _, s in most} & {s for _, s in validation}
+    with pytest.raises(ValueError, match="would reach the validation seeds"):
+        benchmark_jobs(noise_sets=41)

@@ -2,6 +2,7 @@
 seed, follows its prompts, fits the size budget and is the embedded default of ``zoo run``."""
 
 import json
+import re
 import tomllib
 from pathlib import Path
 
@@ -141,4 +142,5 @@ def test_bench_quality_writes_rows_and_compares_students_with_the_teacher_at_the
         assert c["d_fd"] == pytest.approx(row["fd"] - ref["fd"])
         wins = row["color_acc"] >= ref["color_acc"] and row["shape_acc"] >= ref["shape_acc"] and row["fd"] < ref["fd"]
         assert c["beats"] == ("yes" if wins else "no")
+        assert re.fullmatch(r"\+\d+/-\d+ p=[01]\.\d\d", c["shape pairs"]) and c["color pairs"].startswith("+")
     assert "against the teacher at the same NFE" in completed.stdout

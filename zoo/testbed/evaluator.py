@@ -309,9 +309,15 @@ class EvalReport:
     no_shape: float
     """Fraction of images in which no shape was found."""
     per_prompt: dict[str, dict[str, Any]] = field(default_factory=dict)
+    color_hits: list[bool | None] = field(default_factory=list, repr=False)
+    """Per image: whether it shows the colour its prompt names (None: the prompt names no colour). Two reports on
+    the same prompts and noise compare image by image with :func:`paired_counts`."""
+    shape_hits: list[bool | None] = field(default_factory=list, repr=False)
+    """Per image: the same for the shape."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The summary numbers and the per-prompt table (the per-image hits are left out)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("color_hits", "shape_hits")}
 
 
 class Evaluator:
@@ -388,8 +394,11 @@ class Evaluator:
 
         # 1. Accuracies over the images whose prompt names the attribute.
         wanted = [parse_caption(p) for p in prompts]
-        color_hits = [colors[i] == c for i, (_, c) in enumerate(wanted) if c is not None]
-        shape_hits = [shapes[i] == s and not np.isnan(geo[i, 0]) for i, (s, _) in enumerate(wanted) if s is not None]
+        color_hit = [None if c is None else colors[i] == c for i, (_, c) in enumerate(wanted)]
+        shape_hit = [None if s is None else bool(shapes[i] == s and not np.isnan(geo[i, 0]))
+                     for i, (s, _) in enumerate(wanted)]
+        color_hits = [h for h in color_hit if h is not None]
+        shape_hits = [h for h in shape_hit if h is not None]
 
         # 2. Diversity: spread of (cx, cy, sqrt(area)) per prompt relative to real images for that prompt.
         unique = list(dict.fromkeys(prompts))
@@ -401,9 +410,9 @@ class Evaluator:
             entry: dict[str, Any] = {"n": len(members)}
             s, c = wanted[members[0]]
             if c is not None:
-                entry["color_acc"] = float(np.mean([colors[i] == c for i in members]))
+                entry["color_acc"] = float(np.mean([color_hit[i] for i in members]))
             if s is not None:
-                entry["shape_acc"] = float(np.mean([shapes[i] == s and not np.isnan(geo[i, 0]) for i in members]))
+                entry["shape_acc"] = float(np.mean([shape_hit[i] for i in members]))
             if len(found) >= 2:
                 ratio = float(np.mean(found.std(axis=0) / reference_spread(prompt)))
                 entry["diversity"] = ratio
@@ -426,4 +435,22 @@ class Evaluator:
             fd=fd,
             no_shape=float(np.isnan(geo[:, 0]).mean()) if len(images) else 0.0,
             per_prompt=per_prompt,
+            color_hits=color_hit,
+            shape_hits=shape_hit,
         )
+
+
+def paired_counts(hits_a: Sequence[bool | None], hits_b: Sequence[bool | None]) -> tuple[int, int, float]:
+    """Compare two methods image by image on the same prompts and noise: ``(wins, losses, p)`` with ``wins`` the
+    images that ``a`` gets right and ``b`` wrong, ``losses`` the reverse (images either gets right or wrong in both
+    count for neither), and ``p`` the two-sided exact McNemar test of "a and b are equally accurate": the probability
+    that a fair coin split ``wins + losses`` discordant images at least as unevenly. With accuracies near 1 the
+    difference between two rows rests on a few discordant images; ``p`` says whether it can be told from chance."""
+    if len(hits_a) != len(hits_b):
+        raise ValueError(f"paired_counts needs the same images: {len(hits_a)} against {len(hits_b)} hits")
+    pairs = [(a, b) for a, b in zip(hits_a, hits_b) if a is not None and b is not None]
+    wins = sum(1 for a, b in pairs if a and not b)
+    losses = sum(1 for a, b in pairs if b and not a)
+    n, low = wins + losses, min(wins, losses)
+    p = 1.0 if n == 0 else min(1.0, 2.0 * sum(math.comb(n, k) for k in range(low + 1)) / 2.0 ** n)
+    return wins, losses, p
