@@ -12,7 +12,7 @@ scores the images with :class:`zoo.testbed.evaluator.Evaluator`:
 Rows: the teacher with DDIM at 25 steps with CFG (its recommended setting), at 1, 2, 4 and 8 steps with the same
 CFG scale (2 NFE per step) and at 1 and 4 steps without CFG (1 NFE per step): the baselines a distilled student must
 beat. Then every method from ``zoo.registry.list_methods(task="text-to-image")`` whose ``MethodSpec.default_model`` is
-set, run with ``spec.load("sampler")(model)`` and the recommended settings of the model's ``zoo.json``; a method named
+set (or that ``--model METHOD=REF`` names), run with ``spec.load("sampler")(model)`` and the recommended settings of the model's ``zoo.json``; a method named
 in ``--method-steps`` (default ``hyper_sd=1,2,4,8``) gets one row per step count, and a model whose ``zoo.json``
 lists ``variants`` (sub-folders that are models of their own, such as Hyper-SD's N-step LoRAs) one more row per
 variant at its recommended settings.
@@ -30,6 +30,8 @@ Usage::
     python scripts/bench_quality.py --only teacher      # just the teacher rows
     python scripts/bench_quality.py --only swiftbrush   # just one method
     python scripts/bench_quality.py --only teacher hyper_sd --method-steps hyper_sd=1,2,4,8
+    # choosing between training runs: validation noise, never the benchmark's
+    python scripts/bench_quality.py --validation --noise-sets 10 --only teacher hyper_sd --model hyper_sd=runs/x/export
 
 Timing on a shared CPU is noisy; compare ``ms_per_image`` only between rows of one run.
 """
@@ -154,6 +156,17 @@ def parse_method_steps(values: list[str]) -> dict[str, list[int]]:
     return out
 
 
+def parse_models(values: list[str]) -> dict[str, str]:
+    """``["hyper_sd=runs/x/export"]`` -> ``{"hyper_sd": "runs/x/export"}``."""
+    out = {}
+    for value in values:
+        name, sep, ref = value.partition("=")
+        if not sep or not name.strip() or not ref.strip():
+            raise SystemExit(f"--model {value!r}: write METHOD=REF (e.g. hyper_sd=runs/hyper_sd/export)")
+        out[name.strip()] = ref.strip()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, default=None, help="Also write the rows as a JSON list to this file.")
@@ -173,6 +186,9 @@ def main() -> None:
     parser.add_argument("--noise-sets", type=int, default=1,
                         help="Repeat the prompts with K disjoint noise sets (K x 304 images per row; 1 = the standard "
                              "benchmark).")
+    parser.add_argument("--model", nargs="*", default=[], metavar="METHOD=REF",
+                        help="Score another model of a method instead of its default (a training run's export, to "
+                             "compare candidates on --validation noise).")
     parser.add_argument("--validation", action="store_true",
                         help="Sample the validation noise (seeds 5000 + 100 k + index) instead of the benchmark's: "
                              "choose recipes and checkpoints on it, report on the benchmark.")
@@ -196,6 +212,7 @@ def main() -> None:
     evaluator = Evaluator()
     wanted = set(args.only) if args.only else None
     method_steps = parse_method_steps(args.method_steps)
+    models = parse_models(args.model)
     rows: list[dict] = []
 
     if wanted is None or "teacher" in wanted:
@@ -208,14 +225,15 @@ def main() -> None:
             print(format_table(rows[-1:]).splitlines()[-1], file=sys.stderr)
 
     for spec in list_methods(task="text-to-image"):
-        if not spec.default_model or (wanted is not None and spec.name not in wanted):
+        reference = models.get(spec.name, spec.default_model)
+        if not reference or (wanted is not None and spec.name not in wanted):
             continue
         try:
-            model = resolve_model(spec.default_model)
+            model = resolve_model(reference)
             variants = [(f"{spec.name} {v}", str(model.path / v)) for v in (model.manifest or {}).get("variants", [])]
         except Exception:  # noqa: BLE001 - the default model's own row below reports the error
             variants = []
-        runs = [(spec.name if s is None else f"{spec.name} {s} step{'s' if s > 1 else ''}", spec.default_model,
+        runs = [(spec.name if s is None else f"{spec.name} {s} step{'s' if s > 1 else ''}", reference,
                  {} if s is None else {"steps": s}) for s in method_steps.get(spec.name, [None])]
         runs += [(name, ref, {}) for name, ref in variants]  # e.g. Hyper-SD's N-step LoRAs, at their own steps
         for name, ref, options in runs:
