@@ -452,5 +452,6 @@ def paired_counts(hits_a: Sequence[bool | None], hits_b: Sequence[bool | None]) 
     wins = sum(1 for a, b in pairs if a and not b)
     losses = sum(1 for a, b in pairs if b and not a)
     n, low = wins + losses, min(wins, losses)
-    p = 1.0 if n == 0 else min(1.0, 2.0 * sum(math.comb(n, k) for k in range(low + 1)) / 2.0 ** n)
+    tail = sum(math.comb(n, k) for k in range(low + 1))  # exact integers: 2 ** n overflows a float past n = 1023
+    p = 1.0 if n == 0 else min(1.0, 2 * tail / 2 ** n)
     return wins, losses, p
