@@ -67,7 +67,7 @@ def test_bad_input_is_one_line(args, fragment):
 @pytest.mark.parametrize("extra,fragment", [(["--steps", 0], "steps=0 is out of range"),
                                             (["--height", 18], "not a positive multiple of 4"),
                                             (["--set", "eta"], "not of the form key=value"),
-                                            (["--set", "etta=0.3"], "unknown option 'etta' for base: the options"),
+                                            (["--set", "etta=0.3"], "Unknown option 'etta' for base: the options"),
                                             (["--device", "cuda"], "CUDA is not available")])
 def test_bad_sampling_arguments_are_one_line(tiny_dir, tmp_path, extra, fragment):
     assert_one_line_error(invoke("run", "--model", tiny_dir, "-p", "x", "-o", tmp_path / "x.png", *extra), fragment)

@@ -59,8 +59,8 @@ def test_negative_prompt_replaces_the_unconditional_branch(sampler):
                                           ({"height": 18}, "not a positive multiple of 4"),
                                           ({"batch_size": 0}, "batch_size=0"),
                                           ({"negative_prompt": ["a", "b"]}, "2 negative prompts for 1 prompts"),
-                                          ({"num_inference_steps": 4}, "unknown option 'num_inference_steps'"),
-                                          ({"scheduler": "EulerDiscreteScheduler"}, "unknown option 'scheduler'")])
+                                          ({"num_inference_steps": 4}, "Unknown option 'num_inference_steps'"),
+                                          ({"scheduler": "EulerDiscreteScheduler"}, "Unknown option 'scheduler'")])
 def test_bad_arguments_are_one_line_errors(sampler, kwargs, match):
     with pytest.raises(InputError, match=match) as info:
         sampler("a circle", **kwargs)

@@ -327,7 +327,7 @@ class TextToImageSampler:
         unknown = sorted(set(options) - self.call_options)
         if unknown:
             accepted = ", ".join(sorted(self.call_options)) or "none"
-            raise InputError(f"unknown option {unknown[0]!r} for {self.method}: the options it accepts are {accepted}")
+            raise InputError(f"Unknown option {unknown[0]!r} for {self.method}: the options it accepts are {accepted}")
 
     def extra_metadata(self, options: dict[str, Any]) -> dict[str, Any]:
         """Method-specific parameters to record (e.g. the preset, eta, NASA alpha)."""

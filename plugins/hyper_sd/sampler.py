@@ -89,15 +89,13 @@ class HyperSDSampler(TextToImageSampler):
                 scheduler.set_timesteps(steps)
         return scheduler
 
-    CALL_OPTIONS = ("eta", "timesteps")
+    def check_options(self, options):
+        if "lora" in options:
+            raise InputError("Unknown option 'lora' for hyper_sd: a LoRA is chosen when the sampler is built "
+                             "(a preset, a model folder, or build_sampler(lora=...))")
+        super().check_options(options)
 
     def denoise(self, latents, cond, uncond, steps, guidance_scale, generator, progress, **options):
-        unknown = sorted(set(options) - {*self.CALL_OPTIONS, "negative_prompt"})
-        if unknown:
-            hint = (" (a LoRA is chosen when the sampler is built: a preset, a model folder, or build_sampler(lora=...))"
-                    if "lora" in unknown else "")
-            raise InputError(f"Unknown option {unknown[0]!r} for hyper_sd; valid options: "
-                             f"{', '.join(self.CALL_OPTIONS)}{hint}")
         scheduler = self.make_scheduler(steps, options)
         eta = float(self._option(options, "eta", 1.0))
         if self.scheduler_kind == "tcd" and not 0.0 <= eta <= 1.0:
