@@ -12,8 +12,8 @@ scores the images with :class:`zoo.testbed.evaluator.Evaluator`:
 Rows: the teacher with DDIM at 25 steps with CFG (its recommended setting), at 1, 2, 4 and 8 steps with the same
 CFG scale (2 NFE per step) and at 1 and 4 steps without CFG (1 NFE per step): the baselines a distilled student must
 beat. Then every method from ``zoo.registry.list_methods(task="text-to-image")`` whose ``MethodSpec.default_model`` is
-set (or that ``--model METHOD=REF`` names), run with ``spec.load("sampler")(model)`` and the recommended settings of the model's ``zoo.json``; a method named
-in ``--method-steps`` (default ``hyper_sd=1,2,4,8``) gets one row per step count, and a model whose ``zoo.json``
+set (or that ``--model METHOD=REF`` names), run with ``spec.load("sampler")(model)`` and the recommended settings of
+the model's ``zoo.json``; a method named in ``--method-steps`` (default ``hyper_sd=1,2,4,8``) gets one row per step count, and a model whose ``zoo.json``
 lists ``variants`` (sub-folders that are models of their own, such as Hyper-SD's N-step LoRAs) one more row per
 variant at its recommended settings.
 

@@ -123,15 +123,14 @@ class HyperSDTrainer(Trainer):
 
             raise ConfigError(f"stage_steps has {len(stage_steps)} entries for {len(segments)} segments stages; "
                               f"give one per stage or leave it empty")
-        if cfg.stage_guidance and len(cfg.stage_guidance) != len(segments):
+        if cfg.stage_guidance:
             from zoo.errors import ConfigError
 
-            raise ConfigError(f"stage_guidance has {len(cfg.stage_guidance)} entries for {len(segments)} segments "
-                              f"stages; give one per stage or leave it empty")
-        if cfg.stage_guidance and len(cfg.guidance_range) == 2:
-            from zoo.errors import ConfigError
-
-            raise ConfigError("stage_guidance and guidance_range both set the teacher's guidance; keep one")
+            if len(cfg.stage_guidance) != len(segments):
+                raise ConfigError(f"stage_guidance has {len(cfg.stage_guidance)} entries for {len(segments)} "
+                                  f"segments stages; give one per stage or leave it empty")
+            if len(cfg.guidance_range) == 2:
+                raise ConfigError("stage_guidance and guidance_range both set the teacher's guidance; keep one")
         self.segments, self.stage_steps = segments, stage_steps
         self.current_stage = -1
         self.stage_snapshots = _StageSnapshots(self.params[STUDENT], len(segments) - 1) \
