@@ -20,7 +20,7 @@ from zoo.errors import FileMissingError, InputError
 from zoo.negative_attention import NASA_OPTION
 from zoo.t2i import TextToImageSampler, resolve_default
 
-from .experts import ExpertRouter, check_boundaries, phase_of
+from .experts import ExpertRouter, check_boundaries
 
 
 class PhasedDMDSampler(TextToImageSampler):
