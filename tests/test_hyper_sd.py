@@ -296,8 +296,23 @@ def test_stage_guidance_gives_each_stage_its_own_teacher_scale(tiny_dir):
     assert plain._guidance(2, 1).tolist() == [4.0, 4.0]
 
 
+def test_stage_ddim_steps_gives_each_stage_its_own_teacher_grid(tiny_dir):
+    from zoo_plugins.hyper_sd.trainer import HyperSDTrainer
+
+    trainer = HyperSDTrainer(_trainer_config(tiny_dir, "segments=[2,1]", "stage_ddim_steps=[25,50]",
+                                             "num_ddim_steps=10"))
+    trainer.build()
+    assert trainer.skips == [40, 20]
+    assert trainer.grids[0].tolist() == list(range(39, 1000, 40))
+    assert trainer.grids[1].tolist() == list(range(19, 1000, 20))
+    plain = HyperSDTrainer(_trainer_config(tiny_dir, "segments=[2,1]", "num_ddim_steps=10"))
+    plain.build()
+    assert plain.skips == [100, 100]
+
+
 @pytest.mark.parametrize("overrides,fragment", [
     (["segments=[2,1]", "stage_guidance=[5.0]"], "stage_guidance has 1 entries for 2 segments stages"),
+    (["segments=[2,1]", "stage_ddim_steps=[25]"], "stage_ddim_steps has 1 entries for 2 segments stages"),
     (["segments=[2,1]", "stage_guidance=[5.0,4.0]", "guidance_range=[3.0,6.0]"], "keep one"),
 ])
 def test_bad_stage_guidance_is_one_line(tiny_dir, overrides, fragment):

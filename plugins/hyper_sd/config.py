@@ -32,6 +32,9 @@ class HyperSDConfig:
     """Optimizer steps per stage; empty = ``train.steps`` split evenly over the stages."""
     num_ddim_steps: int = 50
     """Teacher solver grid: the skip between t and t' is ``1000 / num_ddim_steps`` (LCM's 50; reconstruction)."""
+    stage_ddim_steps: List[int] = field(default_factory=list)
+    """One teacher grid per stage (overrides num_ddim_steps stage by stage; empty = num_ddim_steps throughout). A
+    coarser grid means fewer chained consistency targets inside each segment, at a larger teacher solver step."""
     guidance_scale: float = 5.0
     """CFG scale of the teacher solver step (diffusers convention; 1 = conditional only)."""
     guidance_range: List[float] = field(default_factory=list)

@@ -114,8 +114,9 @@ class HyperSDTrainer(Trainer):
         self._copy_student_to_target()
         self.activate(STUDENT)
         self.uncond = self.components.encode_prompt([""])
-        self.grid = teacher_grid(int(cfg.num_ddim_steps))
-        self.skip = 1000 // int(cfg.num_ddim_steps)
+        grid_steps = [int(n) for n in cfg.stage_ddim_steps] or [int(cfg.num_ddim_steps)] * len(cfg.segments)
+        self.grids = [teacher_grid(n) for n in grid_steps]  # per stage: the teacher solver's timesteps and skip
+        self.skips = [1000 // n for n in grid_steps]
         segments = list(cfg.segments)
         stage_steps = list(cfg.stage_steps) or [int(cfg.train.steps) // len(segments)] * len(segments)
         if len(stage_steps) != len(segments):
@@ -123,6 +124,11 @@ class HyperSDTrainer(Trainer):
 
             raise ConfigError(f"stage_steps has {len(stage_steps)} entries for {len(segments)} segments stages; "
                               f"give one per stage or leave it empty")
+        if cfg.stage_ddim_steps and len(cfg.stage_ddim_steps) != len(segments):
+            from zoo.errors import ConfigError
+
+            raise ConfigError(f"stage_ddim_steps has {len(cfg.stage_ddim_steps)} entries for {len(segments)} "
+                              f"segments stages; give one per stage or leave it empty")
         if cfg.stage_guidance:
             from zoo.errors import ConfigError
 
@@ -227,7 +233,8 @@ class HyperSDTrainer(Trainer):
         if group == "fake":
             return self._fake_loss(cond, b)
         self._update_target(float(cfg.target_ema))
-        t = self.grid[torch.randint(len(self.grid), (b,))].to(self.device)
+        grid = self.grids[stage]
+        t = grid[torch.randint(len(grid), (b,))].to(self.device)
         noise = torch.randn_like(x0)
         from zoo.diffusion.schedule import add_noise
 
@@ -235,7 +242,7 @@ class HyperSDTrainer(Trainer):
         w = self._guidance(b, stage)
         guided = bool((w != 1.0).any())  # w = 1 everywhere: the teacher is the conditional model (one call)
         target, lower = tscd_targets(
-            x_t, t, k, self.skip,
+            x_t, t, k, self.skips[stage],
             teacher_eps=lambda x, tt, rows: self._eps(None, x, tt, cond[rows], uncond[rows] if guided else None,
                                                       w[rows]),
             target_eps=lambda x, tt, rows: self._eps(TARGET, x, tt, cond[rows]),
