@@ -38,6 +38,18 @@ from zoo.train.trainer import OptimizerGroup, Trainer
 from zoo_plugins.hyper_sd.tscd import stage_of, teacher_grid, tscd_loss, tscd_targets
 
 STUDENT, TARGET, FAKE = "student", "target", "fake"
+
+
+def _per_stage(name: str, values, default, stages: int) -> list:
+    """A per-stage config list: ``values`` (one per stage), or ``default`` for every stage when it is empty."""
+    if not values:
+        return [default] * stages
+    if len(values) != stages:
+        from zoo.errors import ConfigError
+
+        raise ConfigError(f"{name} has {len(values)} entries for {stages} segments stages; "
+                          f"give one per stage or leave it empty")
+    return list(values)
 LORA_FILE = "lora.safetensors"
 
 
@@ -114,29 +126,19 @@ class HyperSDTrainer(Trainer):
         self._copy_student_to_target()
         self.activate(STUDENT)
         self.uncond = self.components.encode_prompt([""])
-        grid_steps = [int(n) for n in cfg.stage_ddim_steps] or [int(cfg.num_ddim_steps)] * len(cfg.segments)
+        segments = list(cfg.segments)
+        stage_steps = [int(n) for n in _per_stage("stage_steps", cfg.stage_steps,
+                                                  int(cfg.train.steps) // len(segments), len(segments))]
+        grid_steps = [int(n) for n in _per_stage("stage_ddim_steps", cfg.stage_ddim_steps, cfg.num_ddim_steps,
+                                                 len(segments))]
         self.grids = [teacher_grid(n) for n in grid_steps]  # per stage: the teacher solver's timesteps and skip
         self.skips = [1000 // n for n in grid_steps]
-        segments = list(cfg.segments)
-        stage_steps = list(cfg.stage_steps) or [int(cfg.train.steps) // len(segments)] * len(segments)
-        if len(stage_steps) != len(segments):
+        self.stage_scales = [float(w) for w in _per_stage("stage_guidance", cfg.stage_guidance, cfg.guidance_scale,
+                                                           len(segments))]
+        if cfg.stage_guidance and len(cfg.guidance_range) == 2:
             from zoo.errors import ConfigError
 
-            raise ConfigError(f"stage_steps has {len(stage_steps)} entries for {len(segments)} segments stages; "
-                              f"give one per stage or leave it empty")
-        if cfg.stage_ddim_steps and len(cfg.stage_ddim_steps) != len(segments):
-            from zoo.errors import ConfigError
-
-            raise ConfigError(f"stage_ddim_steps has {len(cfg.stage_ddim_steps)} entries for {len(segments)} "
-                              f"segments stages; give one per stage or leave it empty")
-        if cfg.stage_guidance:
-            from zoo.errors import ConfigError
-
-            if len(cfg.stage_guidance) != len(segments):
-                raise ConfigError(f"stage_guidance has {len(cfg.stage_guidance)} entries for {len(segments)} "
-                                  f"segments stages; give one per stage or leave it empty")
-            if len(cfg.guidance_range) == 2:
-                raise ConfigError("stage_guidance and guidance_range both set the teacher's guidance; keep one")
+            raise ConfigError("stage_guidance and guidance_range both set the teacher's guidance; keep one")
         self.segments, self.stage_steps = segments, stage_steps
         self.current_stage = -1
         self.stage_snapshots = _StageSnapshots(self.params[STUDENT], len(segments) - 1) \
@@ -195,8 +197,7 @@ class HyperSDTrainer(Trainer):
         if len(cfg.guidance_range) == 2:
             lo, hi = float(cfg.guidance_range[0]), float(cfg.guidance_range[1])
             return lo + (hi - lo) * torch.rand(b, device=self.device)
-        scale = cfg.stage_guidance[stage] if cfg.stage_guidance else cfg.guidance_scale
-        return torch.full((b,), float(scale), device=self.device)
+        return torch.full((b,), self.stage_scales[stage], device=self.device)
 
     def _eps(self, adapter: str | None, x, t, cond, uncond=None, w=None) -> torch.Tensor:
         from zoo.diffusion.guidance import cfg as combine
