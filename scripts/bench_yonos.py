@@ -1,14 +1,14 @@
 """YONOS-SR comparison table on the testbed: PSNR / SSIM (Y channel, border = scale) on held-out images.
 
 Measures, on ``--images`` held-out 32x32 testbed scenes (plugins/yonos_sr/testbed.py, a seed training never uses,
-with the texture the work dir's models were trained on) downsampled x4 with bicubic: bicubic upsampling; the x4 model
-trained directly (from scratch, and from the x2 teacher's weights with the HR target); the scale-distilled x4
-student; the student with the fine-tuned decoder; the direct baseline with the same decoder fine-tuning; each at 1
-step (and at 2 / 4 steps); the same-init pair (direct x4 from the teacher vs distilled) again at its earlier
-checkpoints (a smaller student budget); the VAE's reconstruction (the ceiling of any latent model here) and the x2
-teacher at x2; and, where trained, the next round x4 -> x8 (distilled from the x4 student vs the HR target from the
-same initialisation). Every model sees the same LR images and the same noise seeds; scores are averaged over
-``--seeds`` noise seeds. Run after scripts/train_yonos_testbed.py:
+with the texture the work dir's models were trained on) downsampled x4 with bicubic: bicubic upsampling; the x4
+model trained directly (from scratch, and from the x2 teacher's weights with the HR target); the scale-distilled x4
+student; the student with the fine-tuned decoder; the direct baselines (from scratch, from the teacher) with the
+same decoder fine-tuning; each at 1 step (and at 2 / 4 steps); the same-init pair (direct x4 from the teacher vs
+distilled) again at its earlier checkpoints (a smaller student budget); the VAE's reconstruction (the ceiling of any
+latent model here) and the x2 teacher at x2; and, where trained, the next round x4 -> x8 (distilled from the x4
+student vs the HR target from the same initialisation). Every model sees the same LR images and the same noise
+seeds; scores are averaged over ``--seeds`` noise seeds. Run after scripts/train_yonos_testbed.py:
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_yonos.py --work-dir runs/yonos [--json out.json]
 
@@ -16,8 +16,9 @@ Models that are missing from the work dir are left out of the table. NFE per ima
 
 ``--seed-dir DIR`` adds the same-init pair retrained at other training seeds (``DIR/<stage>_s<seed>/export``, e.g.
 ``zoo train yonos_sr --config runs/yonos2/distill_x4/config.yaml --output-dir DIR/distill_x4_s1 train.seed=1``):
-one row per run at 1 step, and per budget the mean over training seeds (seed 0 = the work dir's run) with the
-distilled-minus-direct difference of each seed, to tell a real difference from the spread between runs.
+one row per run at 1 step, and per budget (500 and 1,000 steps; 1,000 steps + decoder fine-tuning, runs
+``decoder_x4_s<seed>`` / ``decoder_direct_x4_s<seed>``) the mean over training seeds (seed 0 = the work dir's run)
+with the distilled-minus-direct difference of each seed, to tell a real difference from the spread between runs.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ ROWS = (
     ("direct x4 (init x2 teacher, HR target)", "direct_x4", 4, (1, 2, 4)),
     ("scale-distilled x4 (x2 -> x4)", "distill_x4", 4, (1, 2, 4)),
     ("scale-distilled x4 + decoder fine-tuning", "decoder_x4", 4, (1, 4)),
+    ("direct x4 (init x2 teacher, HR target) + decoder fine-tuning", "decoder_direct_x4", 4, (1,)),
     ("direct x4 (init x2 teacher, HR target), x0 loss", "direct_x4_x0w", 4, (1,)),
     ("scale-distilled x4, x0 loss", "distill_x4_x0w", 4, (1,)),
     ("direct x4 (init x2 teacher, HR target), 500 steps", "direct_x4_500", 4, (1,)),
@@ -174,7 +176,8 @@ def one_step_x4_scores(model, hr, seeds: int) -> tuple[float, float]:
     return sum(s[0] for s in scores) / len(scores), sum(s[1] for s in scores) / len(scores)
 
 
-SEED_PAIRS = (("500 steps", "direct_x4_500", "distill_x4_500"), ("1,000 steps", "direct_x4", "distill_x4"))
+SEED_PAIRS = (("500 steps", "direct_x4_500", "distill_x4_500"), ("1,000 steps", "direct_x4", "distill_x4"),
+              ("1,000 steps + decoder fine-tuning", "decoder_direct_x4", "decoder_x4"))
 
 
 def seed_rows(args, hr, add) -> None:

@@ -13,7 +13,7 @@ interrupted one resumes from its newest checkpoint, so the script can be re-run 
     .venv/bin/python scripts/train_yonos_testbed.py --install
     # the striped testbed (docs/SR.md), in its own work dir:
     OMP_NUM_THREADS=1 .venv/bin/python scripts/train_yonos_testbed.py --recipe plugins/yonos_sr/testbed_stripes.yaml \
-        --work-dir runs/yonos2
+        --work-dir runs/yonos6
 
 The table is printed by scripts/bench_yonos.py (called at the end unless ``--no-table``).
 """

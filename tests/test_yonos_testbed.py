@@ -85,3 +85,30 @@ def test_zoo_upscale_cli_wrong_scale_is_one_error_line(tmp_path, fresh_registry)
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and "trained for x4" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("recipe", ["testbed.yaml", "testbed_stripes.yaml"])
+def test_every_stage_of_the_training_recipes_is_a_valid_config(recipe, tmp_path):
+    """scripts/train_yonos_testbed.py runs the stages in file order: each stage's overrides must load, and every
+    ``{stage}`` reference must name an earlier stage (its export exists by then)."""
+    import importlib.util
+    from pathlib import Path
+
+    from zoo.config import load_config
+    from zoo_plugins.yonos_sr.config import STAGES, YonosConfig
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("train_yonos_testbed", root / "scripts" / "train_yonos_testbed.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    common, stages = script.load_recipe(root / "plugins" / "yonos_sr" / recipe)
+    done = []
+    for name in stages:
+        overrides = script.stage_overrides(name, common, stages, tmp_path)
+        config = load_config(YonosConfig, overrides=overrides)
+        assert config.stage in STAGES
+        for path in (config.init_from, config.teacher, config.vae_from):
+            if path.startswith(str(tmp_path)):
+                assert Path(path).parent.name in done, f"{name} uses {path} before it is trained"
+        done.append(name)
+    assert {"teacher_x2", "distill_x4", "direct_x4", "decoder_x4"} <= set(done)
