@@ -47,3 +47,18 @@ def fresh_registry():
     set_registry(None)
     yield
     set_registry(None)
+
+
+@pytest.fixture
+def load_script():
+    """``load_script("bench_sr")``: a file of ``scripts/`` imported as a module (scripts are not a package)."""
+    import importlib.util
+
+    def load(name: str):
+        path = TESTS_DIR.parent / "scripts" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

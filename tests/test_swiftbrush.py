@@ -8,7 +8,6 @@ import torch
 
 from fixtures_hub import hub_server, olah_server  # noqa: F401
 from fixtures_score import CallCounter
-from zoo.diffusion import schedule as S
 from zoo.errors import WeightsError
 from zoo.tiny import build_tiny_sd
 
@@ -133,14 +132,8 @@ def test_training_runs_exports_and_the_export_samples(tiny_sd, tmp_path):
     assert out.nfe == 1 and torch.isfinite(out.latents).all()
 
 
-def test_bench_sampling_script_reports_ratios(tiny_sd, tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_sampling.py"
-    spec = importlib.util.spec_from_file_location("bench_sampling", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_bench_sampling_script_reports_ratios(tiny_sd, tmp_path, load_script):
+    module = load_script("bench_sampling")
     out = tmp_path / "figures.json"
     assert module.main(["--model", str(tiny_sd), "--batch", "4", "--repeats", "1", "--warmup", "1", "--threads", "1",
                         "--json", str(out)]) == 0

@@ -88,20 +88,16 @@ def test_zoo_upscale_cli_wrong_scale_is_one_error_line(tmp_path, fresh_registry)
 
 
 @pytest.mark.parametrize("recipe", ["testbed.yaml", "testbed_stripes.yaml"])
-def test_every_stage_of_the_training_recipes_is_a_valid_config(recipe, tmp_path):
+def test_every_stage_of_the_training_recipes_is_a_valid_config(recipe, tmp_path, load_script):
     """scripts/train_yonos_testbed.py runs the stages in file order: each stage's overrides must load, and every
     ``{stage}`` reference must name an earlier stage (its export exists by then)."""
-    import importlib.util
     from pathlib import Path
 
     from zoo.config import load_config
     from zoo_plugins.yonos_sr.config import STAGES, YonosConfig
 
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("train_yonos_testbed", root / "scripts" / "train_yonos_testbed.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    common, stages = script.load_recipe(root / "plugins" / "yonos_sr" / recipe)
+    script = load_script("train_yonos_testbed")
+    common, stages = script.load_recipe(script.RECIPE.parent / recipe)
     done = []
     for name in stages:
         overrides = script.stage_overrides(name, common, stages, tmp_path)
