@@ -15,7 +15,7 @@ from zoo.tiny import build_tiny_sd
 from zoo_plugins.hyper_sd import presets
 from zoo_plugins.hyper_sd.sampler import HyperSDSampler, build_sampler
 from zoo_plugins.hyper_sd.tscd import (consistency_function, previous_timestep, segment_boundaries, segment_edges,
-                                       segment_lower_edge, tscd_loss, tscd_targets)
+                                       segment_grid, segment_lower_edge, teacher_grid, tscd_loss, tscd_targets)
 
 ABAR = sd_alphas_cumprod()
 
@@ -93,6 +93,27 @@ def test_trailing_timesteps_are_the_segment_edges(n):
     # each sampling step jumps from one segment edge to the next lower one
     for t in scheduler.timesteps.tolist():
         assert segment_lower_edge(t, n).item() == boundaries[boundaries.index(t) - 1]
+
+
+@pytest.mark.parametrize("k,n", [(8, 50), (4, 50), (4, 25), (2, 50), (1, 50)])
+def test_segment_grid_holds_every_sampling_timestep_and_steps_by_the_skip_inside_segments(k, n):
+    grid = segment_grid(k, n).tolist()
+    tops = segment_boundaries(k)[1:]
+    assert set(trailing_timesteps(k)) == set(tops) <= set(grid)  # the k-step sampler's timesteps are trained on
+    assert grid == sorted(set(grid)) and grid[0] >= 0 and grid[-1] == 999
+    skip = 1000 // n
+    for t in grid:  # one teacher step back lands on the grid or on the segment's lower edge
+        back = previous_timestep(torch.tensor([t]), k, skip).item()
+        assert back in grid or back == segment_lower_edge(t, k).item()
+        assert t - back <= skip
+    per_segment = [sum(lower < t <= top for t in grid) for lower, top in zip(segment_boundaries(k), tops)]
+    assert per_segment == [-(-(1000 // k) // skip)] * k  # ceil(segment length / skip) points in every segment
+
+
+def test_segment_grid_differs_from_the_lcm_grid_only_where_the_skip_does_not_divide_the_segments():
+    assert torch.equal(segment_grid(1, 50), teacher_grid(50))
+    assert torch.equal(segment_grid(2, 50), teacher_grid(50))  # 500 = 25 x 20
+    assert 749 not in teacher_grid(50).tolist() and 749 in segment_grid(4, 50).tolist()
 
 
 def test_ddim_jump_identity_and_composition_across_segment_edges():
@@ -308,6 +329,11 @@ def test_stage_ddim_steps_gives_each_stage_its_own_teacher_grid(tiny_dir):
     plain = HyperSDTrainer(_trainer_config(tiny_dir, "segments=[2,1]", "num_ddim_steps=10"))
     plain.build()
     assert plain.skips == [100, 100]
+    anchored = HyperSDTrainer(_trainer_config(tiny_dir, "segments=[4,1]", "stage_ddim_steps=[25,50]",
+                                              "grid_at_segment_tops=true"))
+    anchored.build()
+    assert anchored.grids[0].tolist() == segment_grid(4, 25).tolist() and anchored.skips == [40, 20]
+    assert anchored.grids[1].tolist() == teacher_grid(50).tolist()
 
 
 @pytest.mark.parametrize("overrides,fragment", [

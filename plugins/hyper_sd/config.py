@@ -35,6 +35,9 @@ class HyperSDConfig:
     stage_ddim_steps: List[int] = field(default_factory=list)
     """One teacher grid per stage (overrides num_ddim_steps stage by stage; empty = num_ddim_steps throughout). A
     coarser grid means fewer chained consistency targets inside each segment, at a larger teacher solver step."""
+    grid_at_segment_tops: bool = False
+    """Anchor the teacher grid at each segment's top edge (``tscd.segment_grid``), so the N-step sampler's trailing
+    timesteps are training timesteps; False: LCM's grid ``Δ - 1, 2Δ - 1, ..., T - 1`` (``tscd.teacher_grid``)."""
     guidance_scale: float = 5.0
     """CFG scale of the teacher solver step (diffusers convention; 1 = conditional only)."""
     guidance_range: List[float] = field(default_factory=list)

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from zoo.train.trainer import OptimizerGroup, Trainer
 
-from zoo_plugins.hyper_sd.tscd import stage_of, teacher_grid, tscd_loss, tscd_targets
+from zoo_plugins.hyper_sd.tscd import segment_grid, stage_of, teacher_grid, tscd_loss, tscd_targets
 
 STUDENT, TARGET, FAKE = "student", "target", "fake"
 
@@ -131,7 +131,9 @@ class HyperSDTrainer(Trainer):
                                                   int(cfg.train.steps) // len(segments), len(segments))]
         grid_steps = [int(n) for n in _per_stage("stage_ddim_steps", cfg.stage_ddim_steps, cfg.num_ddim_steps,
                                                  len(segments))]
-        self.grids = [teacher_grid(n) for n in grid_steps]  # per stage: the teacher solver's timesteps and skip
+        # per stage: the teacher solver's timesteps and skip
+        self.grids = [segment_grid(int(k), n) if cfg.grid_at_segment_tops else teacher_grid(n)
+                      for k, n in zip(segments, grid_steps)]
         self.skips = [1000 // n for n in grid_steps]
         self.stage_scales = [float(w) for w in _per_stage("stage_guidance", cfg.stage_guidance, cfg.guidance_scale,
                                                            len(segments))]

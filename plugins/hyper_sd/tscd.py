@@ -67,6 +67,21 @@ def teacher_grid(num_ddim_steps: int = 50, num_train_timesteps: int = 1000) -> t
     return torch.arange(1, num_ddim_steps + 1, dtype=torch.long) * delta - 1
 
 
+def segment_grid(k: int, num_ddim_steps: int = 50, num_train_timesteps: int = 1000) -> torch.Tensor:
+    """Teacher timesteps anchored at the segment tops: ``b_m, b_m - Δ, b_m - 2Δ, ...`` down to (not including)
+    ``b_{m-1}`` in every segment ``m``, ascending, ``Δ = T / num_ddim_steps``.
+
+    The N-step sampler (N = k) evaluates the student exactly at the tops ``b_m`` (its trailing timesteps), which
+    :func:`teacher_grid` misses whenever ``Δ`` does not divide ``T / k`` (k = 4 with Δ = 20 or 40: 749 and 249 are off
+    the grid). Here every top is a training timestep; a segment's last teacher step is shorter when ``Δ`` does not
+    divide it (``previous_timestep`` clips it to the edge). For k = 1 this is :func:`teacher_grid`.
+    """
+    delta = num_train_timesteps // num_ddim_steps
+    bounds = segment_boundaries(k, num_train_timesteps)
+    points = [t for lower, top in zip(bounds[:-1], bounds[1:]) for t in range(top, lower, -delta)]
+    return torch.tensor(sorted(points), dtype=torch.long)
+
+
 def previous_timestep(t: torch.Tensor, k: int, skip: int, num_train_timesteps: int = 1000) -> torch.Tensor:
     """``t' = max(t - skip, b_{m-1})``: one teacher step back, never past the segment's lower edge."""
     return torch.maximum(t - skip, segment_lower_edge(t, k, num_train_timesteps))
@@ -126,4 +141,4 @@ def stage_of(step: int, stage_steps: Sequence[int]) -> int:
 
 
 __all__ = ["CLEAN", "segment_edges", "segment_boundaries", "segment_lower_edge", "consistency_function",
-           "teacher_grid", "previous_timestep", "tscd_targets", "tscd_loss", "stage_of"]
+           "teacher_grid", "segment_grid", "previous_timestep", "tscd_targets", "tscd_loss", "stage_of"]
