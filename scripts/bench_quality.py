@@ -76,6 +76,14 @@ def run_rows(name: str, sampler, evaluator, jobs, batch_size: int, **call_option
             "hits": {"color": report.color_hits, "shape": report.shape_hits}}
 
 
+def misses(row: dict) -> dict:
+    """What the JSON keeps of a row's per-image hits: the indices (in the order of the jobs: prompt by prompt, seed by
+    seed, image by image within a batch) of the images it gets wrong, and how many images each attribute scored."""
+    hits = row.get("hits", {})
+    return {"misses": {a: [i for i, h in enumerate(hits[a]) if h is False] for a in hits},
+            "scored": {a: sum(h is not None for h in hits[a]) for a in hits}} if hits else {}
+
+
 def format_table(rows: list[dict]) -> str:
     def cell(value):
         if value is None:
@@ -169,7 +177,8 @@ def parse_models(values: list[str]) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", type=Path, default=None, help="Also write the rows as a JSON list to this file.")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="Also write the rows (with the indices of the images each gets wrong) to this JSON file.")
     parser.add_argument("--only", nargs="*", default=None,
                         help="Row groups to run: 'teacher' and/or method names (default: all).")
     parser.add_argument("--teacher", default=None, help="Teacher model ref (default: the embedded testbed teacher).")
@@ -259,7 +268,8 @@ def main() -> None:
             print(f"{row['method']}: FAILED ({row['error']})")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        clean = [{c: row.get(c) for c in COLUMNS} | ({"error": row["error"]} if "error" in row else {}) for row in rows]
+        clean = [{c: row.get(c) for c in COLUMNS} | misses(row) | ({"error": row["error"]} if "error" in row else {})
+                 for row in rows]
         args.json.write_text(json.dumps({"rows": clean, "comparisons": compared}, indent=2) + "\n")
         print(f"wrote {args.json}")
 

@@ -131,7 +131,13 @@ def test_bench_quality_writes_rows_and_compares_students_with_the_teacher_at_the
     rows = {row["method"]: row for row in report["rows"]}
     assert list(rows) == ["teacher DDIM 1 step, CFG 3", "teacher DDIM 1 step, no CFG", "swiftbrush"]
     assert set(rows["swiftbrush"]) == {"method", "steps", "nfe", "color_acc", "shape_acc", "diversity", "fd",
-                                       "ms_per_image"}
+                                       "ms_per_image", "misses", "scored"}
+    for r in rows.values():  # the stored misses are the accuracies' complement, image by image
+        assert r["scored"] == {"color": 4, "shape": 4}  # one prompt that names both, one batch of 4
+        for attribute in ("color", "shape"):
+            wrong = r["misses"][attribute]
+            assert wrong == sorted(set(wrong)) and all(0 <= i < 4 for i in wrong)
+            assert r[f"{attribute}_acc"] == pytest.approx(1 - len(wrong) / 4)
     assert [(r["steps"], r["nfe"]) for r in rows.values()] == [(1, 2), (1, 1), (1, 1)]
     assert all(0.0 <= r["color_acc"] <= 1.0 and r["ms_per_image"] > 0 for r in rows.values())
     # swiftbrush is compared with the CFG row on steps only and with the no-CFG row on steps and NFE
