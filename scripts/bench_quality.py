@@ -77,8 +77,9 @@ def run_rows(name: str, sampler, evaluator, jobs, batch_size: int, **call_option
 
 
 def misses(row: dict) -> dict:
-    """What the JSON keeps of a row's per-image hits: the indices (in the order of the jobs: prompt by prompt, seed by
-    seed, image by image within a batch) of the images it gets wrong, and how many images each attribute scored."""
+    """What the JSON keeps of a row's per-image hits: the indices of the images it gets wrong, and how many images each
+    attribute scored. Images are numbered in sampling order: the jobs of ``benchmark_jobs`` (noise set by noise set,
+    one batch per prompt), then the images within each batch."""
     hits = row.get("hits", {})
     return {"misses": {a: [i for i, h in enumerate(hits[a]) if h is False] for a in hits},
             "scored": {a: sum(h is not None for h in hits[a]) for a in hits}} if hits else {}
