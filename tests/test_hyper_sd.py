@@ -14,8 +14,9 @@ from zoo.t2i import SDComponents
 from zoo.tiny import build_tiny_sd
 from zoo_plugins.hyper_sd import presets
 from zoo_plugins.hyper_sd.sampler import HyperSDSampler, build_sampler
-from zoo_plugins.hyper_sd.tscd import (consistency_function, previous_timestep, segment_boundaries, segment_edges,
-                                       segment_grid, segment_lower_edge, teacher_grid, tscd_loss, tscd_targets)
+from zoo_plugins.hyper_sd.tscd import (conflicting_images, consistency_function, previous_timestep, segment_boundaries,
+                                       segment_edges, segment_grid, segment_lower_edge, teacher_grid, tscd_loss,
+                                       tscd_targets)
 
 ABAR = sd_alphas_cumprod()
 
@@ -114,6 +115,29 @@ def test_segment_grid_differs_from_the_lcm_grid_only_where_the_skip_does_not_div
     assert torch.equal(segment_grid(1, 50), teacher_grid(50))
     assert torch.equal(segment_grid(2, 50), teacher_grid(50))  # 500 = 25 x 20
     assert 749 not in teacher_grid(50).tolist() and 749 in segment_grid(4, 50).tolist()
+
+
+def test_conflicting_images_replace_only_high_noise_rows_and_never_a_row_with_itself():
+    x0 = torch.arange(6, dtype=torch.float32).view(6, 1, 1, 1).expand(6, 4, 2, 2).clone()
+    t = torch.tensor([999, 800, 700, 499, 100, 500])
+    torch.manual_seed(0)
+    always = conflicting_images(x0, t, 1.0, 500)
+    # rows at t >= 500 take the next row's image (cyclically); the others keep their own
+    assert always[:, 0, 0, 0].tolist() == [1.0, 2.0, 3.0, 3.0, 4.0, 0.0]
+    assert torch.equal(conflicting_images(x0, t, 0.0, 500), x0)
+    assert torch.equal(conflicting_images(x0[:1], t[:1], 1.0, 500), x0[:1])
+    torch.manual_seed(0)
+    many = torch.zeros(4000, 1, 1, 1)
+    many[:, 0, 0, 0] = torch.arange(4000, dtype=torch.float32)
+    half = conflicting_images(many, torch.full((4000,), 999), 0.3, 500)
+    swapped = (half != many).flatten()
+    assert 0.27 < swapped.float().mean().item() < 0.33  # the probability is per row
+    assert torch.equal(half[swapped], many.roll(-1, dims=0)[swapped])
+    pure = conflicting_images(x0, t, 1.0, 500, source="noise")
+    assert pure[:, 0, 0, 0].tolist() == [0.0, 0.0, 0.0, 3.0, 4.0, 0.0]
+    assert torch.equal(conflicting_images(x0[:1], t[:1], 1.0, 500, source="noise"), torch.zeros_like(x0[:1]))
+    with pytest.raises(ValueError, match="use 'other' or 'noise'"):
+        conflicting_images(x0, t, 1.0, 500, source="blank")
 
 
 def test_ddim_jump_identity_and_composition_across_segment_edges():
@@ -304,6 +328,23 @@ def test_trainer_at_init_has_zero_loss_when_the_teacher_step_reaches_the_edge(ti
     assert out["loss"].requires_grad  # gradients reach the student LoRA
 
 
+def test_conflict_states_change_the_training_loss_only_at_or_above_their_timestep(tiny_dir):
+    from zoo_plugins.hyper_sd.trainer import HyperSDTrainer
+
+    def first_loss(*overrides):
+        trainer = HyperSDTrainer(_trainer_config(tiny_dir, "segments=[2]", "train.steps=1", "uncond_prob=0.0",
+                                                 *overrides))
+        trainer.build()
+        batch = next(iter(trainer.batches(0)))
+        torch.manual_seed(3)
+        return trainer.loss("student", 0, batch)["loss"].item()
+
+    plain = first_loss()
+    assert first_loss("conflict_prob=1.0", "conflict_min_timestep=1000") == plain
+    assert first_loss("conflict_prob=1.0", "conflict_min_timestep=0", "conflict_source=noise") != plain
+    assert first_loss("conflict_prob=1.0", "conflict_min_timestep=0") != plain
+
+
 def test_stage_guidance_gives_each_stage_its_own_teacher_scale(tiny_dir):
     from zoo_plugins.hyper_sd.trainer import HyperSDTrainer
 
@@ -340,6 +381,8 @@ def test_stage_ddim_steps_gives_each_stage_its_own_teacher_grid(tiny_dir):
     (["segments=[2,1]", "stage_guidance=[5.0]"], "stage_guidance has 1 entries for 2 segments stages"),
     (["segments=[2,1]", "stage_ddim_steps=[25]"], "stage_ddim_steps has 1 entries for 2 segments stages"),
     (["segments=[2,1]", "stage_guidance=[5.0,4.0]", "guidance_range=[3.0,6.0]"], "keep one"),
+    (["conflict_prob=1.5"], "conflict_prob=1.5 is not a probability"),
+    (["conflict_source=mixed"], "conflict_source='mixed' is not one of: other, noise"),
 ])
 def test_bad_stage_guidance_is_one_line(tiny_dir, overrides, fragment):
     from zoo.errors import ConfigError

@@ -56,6 +56,16 @@ class HyperSDConfig:
     lora_targets: List[str] = field(default_factory=lambda: list(_LORA_TARGETS))
     uncond_prob: float = 0.1
     """Fraction of captions replaced by the empty prompt while training (keeps the unconditional branch alive)."""
+    conflict_prob: float = 0.0
+    """Fraction of training states at ``t >= conflict_min_timestep`` noised from another example's image instead of
+    their own (0 = off). At sampling time the initial noise can by chance resemble a latent of another colour or
+    shape; training states whose faint signal contradicts the caption show the student the CFG teacher's way back to
+    the prompt (a reconstruction; neither the paper nor LCM does this)."""
+    conflict_min_timestep: int = 500
+    """Lowest timestep of those states: below it the signal is strong, and such states never occur when sampling."""
+    conflict_source: str = "other"
+    """What those states are noised from: ``other`` (another example's image) or ``noise`` (nothing: pure noise, the
+    sampler's first state; with SD's schedule a training state at t = 999 still carries 7 % of its image)."""
     score_distill_weight: float = 0.0
     """Weight of the DMD score-distillation term added in the last (k = 1) stage (0 = off; §3(a)(iii))."""
     fake_score_rank: int = 16

@@ -10,7 +10,8 @@ stage ``j - 1``'s LoRA (the paper initialises each stage from the previous one).
 to the student. Per step (see :mod:`.tscd` for the equations):
 
 1. x0 = VAE latents of testbed images; captions dropped to "" with probability ``uncond_prob``;
-2. t from the teacher's DDIM grid (``num_ddim_steps``), x_t = forward noise of x0;
+2. t from the teacher's DDIM grid (``num_ddim_steps``), x_t = forward noise of x0 (at high t, with probability
+   ``conflict_prob``, of another example's x0: see ``tscd.conflicting_images``);
 3. target = stopgrad f_{θ⁻}(DDIM_jump(x_t, cfg(teacher), t -> t'), t')   (boundary: x̂_{t'} when t' is the edge);
 4. loss = pseudo-Huber(f_θ(x_t, t), target) [+ w_sd · DMD loss of the one-step student sample, last stage only].
 
@@ -35,7 +36,8 @@ import torch.nn.functional as F
 
 from zoo.train.trainer import OptimizerGroup, Trainer
 
-from zoo_plugins.hyper_sd.tscd import segment_grid, stage_of, teacher_grid, tscd_loss, tscd_targets
+from zoo_plugins.hyper_sd.tscd import (conflicting_images, segment_grid, stage_of, teacher_grid, tscd_loss,
+                                       tscd_targets)
 
 STUDENT, TARGET, FAKE = "student", "target", "fake"
 
@@ -137,6 +139,14 @@ class HyperSDTrainer(Trainer):
         self.skips = [1000 // n for n in grid_steps]
         self.stage_scales = [float(w) for w in _per_stage("stage_guidance", cfg.stage_guidance, cfg.guidance_scale,
                                                            len(segments))]
+        if not 0.0 <= float(cfg.conflict_prob) <= 1.0:
+            from zoo.errors import ConfigError
+
+            raise ConfigError(f"conflict_prob={cfg.conflict_prob} is not a probability; use a value in [0, 1]")
+        if cfg.conflict_source not in ("other", "noise"):
+            from zoo.errors import ConfigError
+
+            raise ConfigError(f"conflict_source={cfg.conflict_source!r} is not one of: other, noise")
         if cfg.stage_guidance and len(cfg.guidance_range) == 2:
             from zoo.errors import ConfigError
 
@@ -241,6 +251,8 @@ class HyperSDTrainer(Trainer):
         noise = torch.randn_like(x0)
         from zoo.diffusion.schedule import add_noise
 
+        x0 = conflicting_images(x0, t, float(cfg.conflict_prob), int(cfg.conflict_min_timestep),
+                                str(cfg.conflict_source))
         x_t = add_noise(x0, noise, t, c.alphas_cumprod)
         w = self._guidance(b, stage)
         guided = bool((w != 1.0).any())  # w = 1 everywhere: the teacher is the conditional model (one call)

@@ -130,6 +130,21 @@ def tscd_loss(student_eps: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, tar
     return (diff ** 2).mean()
 
 
+def conflicting_images(x0: torch.Tensor, t: torch.Tensor, prob: float, min_timestep: int,
+                       source: str = "other") -> torch.Tensor:
+    """``x0`` with each row at ``t >= min_timestep`` replaced, with probability ``prob``, by the next row's image
+    (cyclically; ``source="other"``), so the noisy state's faint signal need not match the row's caption, or by zeros
+    (``source="noise"``), so the noisy state is pure noise, as the sampler's first state is. With ``"other"`` rows are
+    never their own replacement (a batch of one is returned unchanged)."""
+    if source not in ("other", "noise"):
+        raise ValueError(f"conflict source {source!r}: use 'other' or 'noise'")
+    if prob <= 0 or (source == "other" and x0.shape[0] < 2):
+        return x0
+    swap = (t >= min_timestep) & (torch.rand(t.shape, device=t.device) < prob)
+    replacement = x0.roll(-1, dims=0) if source == "other" else torch.zeros_like(x0)
+    return torch.where(swap.view(-1, *[1] * (x0.dim() - 1)), replacement, x0)
+
+
 def stage_of(step: int, stage_steps: Sequence[int]) -> int:
     """Index of the progressive stage that global ``step`` belongs to (``stage_steps`` = steps per stage)."""
     total = 0
