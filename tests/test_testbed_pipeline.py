@@ -150,3 +150,45 @@ def test_bench_quality_writes_rows_and_compares_students_with_the_teacher_at_the
         assert c["beats"] == ("yes" if wins else "no")
         assert re.fullmatch(r"\+\d+/-\d+ p=[01]\.\d\d", c["shape pairs"]) and c["color pairs"].startswith("+")
     assert "against the teacher at the same NFE" in completed.stdout
+
+
+def test_bench_conflict_starts_from_noise_carrying_an_image_of_another_colour(tmp_path):
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from bench_conflict import conflicting_attributes, conflicting_latents
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    from zoo.t2i import DDIMSampler
+    from zoo.testbed.data import COLORS, render
+
+    attributes = conflicting_attributes("a red circle", 6, seed=0)
+    assert [a.color for a in attributes] == [c for c in COLORS if c != "red"] * 2
+    components = DDIMSampler.from_model(TEACHER_REF, device="cpu").components
+    plain = conflicting_latents(components, attributes, 0.0, seed=5)
+    strong = conflicting_latents(components, attributes, 4.0, seed=5)
+    abar = float(components.alphas_cumprod[999])
+    assert plain.std().item() == pytest.approx((1 - abar) ** 0.5, rel=0.15)  # scale 0: noise only
+    signal = (strong - plain) / (4.0 * abar ** 0.5)  # the same noise: the difference is the other image's latent
+    torch.manual_seed(5)  # the VAE posterior sample conflicting_latents draws
+    expected = components.encode_images(torch.from_numpy(render(attributes)).permute(0, 3, 1, 2)).float()
+    assert torch.allclose(signal, expected, atol=1e-3)
+
+    out = tmp_path / "conflict.json"
+    student = ROOT / "plugins" / "hyper_sd" / "testbed" / "4step"
+    command = [sys.executable, str(ROOT / "scripts" / "bench_conflict.py"), "--prompts", "1", "--images", "3",
+               "--scales", "0", "4", "--teacher-steps", "2", "--model", f"hyper_sd={student}", "--json", str(out)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["scale"], r["steps"], r["guidance_scale"]) for r in rows] == \
+        [(0.0, 2, 3.0), (0.0, 4, 0.0), (4.0, 2, 3.0), (4.0, 4, 0.0)]
+    for r in rows:
+        assert r["images"] == 3
+        # an image cannot show both the prompt's colour and the conflicting one
+        assert r["color_acc"] + r["follows_noise"] <= 1.0 and 0.0 <= r["shape_acc"] <= 1.0
+    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_conflict.py"), "--model", "hyper_sd"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "write METHOD=REF" in bad.stderr and "Traceback" not in bad.stderr
