@@ -458,6 +458,22 @@ def test_testbed_configs_load_and_round_trip(method, tmp_path):
     assert again == config and config.teacher == "pkg:zoo.testbed/weights/teacher"
 
 
+def test_the_shipped_4_step_lora_was_trained_with_its_config_file():
+    """plugins/hyper_sd/testbed/4step comes from testbed_4step.yaml (its own run), the other variants from testbed.yaml."""
+    from pathlib import Path
+
+    from zoo.config import load_config
+    from zoo_plugins.hyper_sd.config import HyperSDConfig
+
+    folder = Path(__file__).resolve().parents[1] / "plugins" / "hyper_sd"
+    recipe = load_config(HyperSDConfig, folder / "testbed_4step.yaml")
+    shipped = load_config(HyperSDConfig, folder / "testbed" / "4step" / "config.yaml")
+    recipe.train.output_dir = shipped.train.output_dir = ""
+    assert recipe == shipped and recipe.conflict_prob > 0 and recipe.segments[:2] == [8, 4]
+    manifest = json.loads((folder / "testbed" / "4step" / "zoo.json").read_text())
+    assert manifest["training"]["seed"] == recipe.train.seed and manifest["segments"] == [4]
+
+
 def test_sdxl_presets_through_the_hub_match_diffusers_own_recipe(hub_server, tmp_path):
     """SDXL N-step LoRA (kohya, {"format": "pt"} metadata) and the 1-step UNet (LCM at 800) through the pipeline path,
     checked against the model card's diffusers code on the same files."""
