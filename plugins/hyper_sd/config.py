@@ -57,10 +57,10 @@ class HyperSDConfig:
     uncond_prob: float = 0.1
     """Fraction of captions replaced by the empty prompt while training (keeps the unconditional branch alive)."""
     conflict_prob: float = 0.0
-    """Fraction of training states at ``t >= conflict_min_timestep`` noised from another example's image instead of
-    their own (0 = off). At sampling time the initial noise can by chance resemble a latent of another colour or
-    shape; training states whose faint signal contradicts the caption show the student the CFG teacher's way back to
-    the prompt (a reconstruction; neither the paper nor LCM does this)."""
+    """Fraction of training states at ``t >= conflict_min_timestep`` noised from something other than their own
+    image (``conflict_source``; 0 = off). At sampling time the initial noise can by chance resemble a latent of
+    another colour or shape; training states whose faint signal contradicts the caption show the student the CFG
+    teacher's way back to the prompt (this project's addition; neither the paper nor LCM does this)."""
     conflict_min_timestep: int = 500
     """Lowest timestep of those states: below it the signal is strong, and such states never occur when sampling."""
     conflict_source: str = "other"

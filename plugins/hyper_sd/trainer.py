@@ -11,7 +11,7 @@ to the student. Per step (see :mod:`.tscd` for the equations):
 
 1. x0 = VAE latents of testbed images; captions dropped to "" with probability ``uncond_prob``;
 2. t from the teacher's DDIM grid (``num_ddim_steps``), x_t = forward noise of x0 (at high t, with probability
-   ``conflict_prob``, of another example's x0: see ``tscd.conflicting_images``);
+   ``conflict_prob``, of another example's x0 or of nothing, ``conflict_source``: see ``tscd.conflicting_images``);
 3. target = stopgrad f_{θ⁻}(DDIM_jump(x_t, cfg(teacher), t -> t'), t')   (boundary: x̂_{t'} when t' is the edge);
 4. loss = pseudo-Huber(f_θ(x_t, t), target) [+ w_sd · DMD loss of the one-step student sample, last stage only].
 
@@ -139,17 +139,13 @@ class HyperSDTrainer(Trainer):
         self.skips = [1000 // n for n in grid_steps]
         self.stage_scales = [float(w) for w in _per_stage("stage_guidance", cfg.stage_guidance, cfg.guidance_scale,
                                                            len(segments))]
-        if not 0.0 <= float(cfg.conflict_prob) <= 1.0:
-            from zoo.errors import ConfigError
+        from zoo.errors import ConfigError
 
+        if not 0.0 <= float(cfg.conflict_prob) <= 1.0:
             raise ConfigError(f"conflict_prob={cfg.conflict_prob} is not a probability; use a value in [0, 1]")
         if cfg.conflict_source not in ("other", "noise"):
-            from zoo.errors import ConfigError
-
             raise ConfigError(f"conflict_source={cfg.conflict_source!r} is not one of: other, noise")
         if cfg.stage_guidance and len(cfg.guidance_range) == 2:
-            from zoo.errors import ConfigError
-
             raise ConfigError("stage_guidance and guidance_range both set the teacher's guidance; keep one")
         self.segments, self.stage_steps = segments, stage_steps
         self.current_stage = -1
