@@ -63,22 +63,6 @@ def conflicting_latents(components, attributes, scale: float, seed: int):
     return scale * abar ** 0.5 * z_other + (1 - abar) ** 0.5 * eps
 
 
-def sample_from(sampler, latents, prompt: str, steps: int, guidance: float):
-    """Images ``[B, 3, H, W]`` in [0, 1] that ``sampler`` makes from the given initial ``latents``."""
-    import torch
-
-    from zoo.diffusion.guidance import uses_cfg
-
-    c = sampler.components
-    n = latents.shape[0]
-    cond = c.encode_prompt([prompt] * n)
-    uncond = c.encode_prompt([""] * n) if uses_cfg(guidance) else None
-    with torch.no_grad():
-        out = sampler.denoise(latents.to(c.device, c.dtype), cond, uncond, steps, guidance,
-                              torch.Generator("cpu").manual_seed(1), None)
-    return c.decode(out)
-
-
 def score(evaluator, images, prompt: str, attributes) -> dict:
     """Counts for one prompt's images: right colour, right shape, the conflicting image's colour, and images."""
     report = evaluator.evaluate(images, prompt)
@@ -113,8 +97,8 @@ def main(argv=None) -> int:
     from zoo.testbed.prompts import FULL_PROMPTS
 
     teacher = DDIMSampler.from_model(resolve_model(DEFAULT_MODEL), device="cpu")
-    rows = [(f"teacher DDIM {s} steps, CFG {teacher.default_guidance_scale:g}", teacher, s,
-             teacher.default_guidance_scale) for s in args.teacher_steps]
+    rows = [(f"teacher DDIM {s} steps, CFG {teacher.default_guidance_scale:g}", teacher, {"steps": s})
+            for s in args.teacher_steps]
     specs = args.model
     if specs is None:
         student = resolve_model(get_method("hyper_sd").default_model)
@@ -130,24 +114,25 @@ def main(argv=None) -> int:
         if not isinstance(sampler, TextToImageSampler):
             raise SystemExit(f"--model {item!r}: {method}'s sampler does not take initial latents; "
                              f"use a method built on zoo.t2i")
-        steps = int(getattr(sampler, "settings", {}).get("steps", sampler.default_steps))
-        guidance = float(getattr(sampler, "settings", {}).get("guidance_scale", sampler.default_guidance_scale))
-        rows.append((f"{method} {ref}", sampler, steps, guidance))
+        rows.append((f"{method} {ref}", sampler, {}))  # its own recommended steps and guidance
 
     evaluator = Evaluator()
     prompts = FULL_PROMPTS[: args.prompts] if args.prompts else FULL_PROMPTS
     results = []
     for scale in args.scales:
         totals = {name: {"color_hits": 0, "shape_hits": 0, "follows_noise": 0, "images": 0} for name, *_ in rows}
+        settings = {}
         for index, prompt in enumerate(prompts):
             attributes = conflicting_attributes(prompt, args.images, seed=100 + index)
             latents = conflicting_latents(teacher.components, attributes, scale, seed=7000 + index)
-            for name, sampler, steps, guidance in rows:
-                images = sample_from(sampler, latents, prompt, steps, guidance).permute(0, 2, 3, 1).numpy()
+            for name, sampler, options in rows:
+                result = sampler(prompt, batch_size=args.images, latents=latents, output_type="pt", **options)
+                settings[name] = (result.metadata["steps"], result.metadata["guidance_scale"])
+                images = result.images.permute(0, 2, 3, 1).numpy()
                 for key, value in score(evaluator, images, prompt, attributes).items():
                     totals[name][key] += value
-        for name, sampler, steps, guidance in rows:
-            t = totals[name]
+        for name, *_ in rows:
+            t, (steps, guidance) = totals[name], settings[name]
             results.append({"row": name, "scale": scale, "steps": steps, "guidance_scale": guidance,
                             "images": t["images"], "color_acc": t["color_hits"] / t["images"],
                             "shape_acc": t["shape_hits"] / t["images"],

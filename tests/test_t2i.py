@@ -49,6 +49,15 @@ def test_manifest_settings_are_defaults_and_same_seed_same_image(sampler):
     assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
 
 
+def test_given_latents_replace_the_seeded_noise(sampler):
+    seeded = sampler("a red circle", seed=5, batch_size=2, output_type="pt")
+    given = sampler("a red circle", seed=99, batch_size=2, output_type="pt",
+                    latents=sampler.components.initial_latents(2, 16, 16, seed=5))
+    assert torch.equal(given.images, seeded.images) and given.nfe == seeded.nfe
+    other = sampler("a red circle", seed=5, batch_size=2, output_type="pt", latents=torch.zeros(2, 4, 8, 8))
+    assert not torch.equal(other.images, seeded.images)
+
+
 def test_negative_prompt_replaces_the_unconditional_branch(sampler):
     plain = sampler("a circle", seed=1, output_type="pt").images
     negative = sampler("a circle", negative_prompt="red", seed=1, output_type="pt").images
@@ -60,7 +69,8 @@ def test_negative_prompt_replaces_the_unconditional_branch(sampler):
                                           ({"batch_size": 0}, "batch_size=0"),
                                           ({"negative_prompt": ["a", "b"]}, "2 negative prompts for 1 prompts"),
                                           ({"num_inference_steps": 4}, "Unknown option 'num_inference_steps'"),
-                                          ({"scheduler": "EulerDiscreteScheduler"}, "Unknown option 'scheduler'")])
+                                          ({"scheduler": "EulerDiscreteScheduler"}, "Unknown option 'scheduler'"),
+                                          ({"latents": torch.zeros(1, 4, 4, 4)}, r"give shape \(1, 4, 8, 8\)")])
 def test_bad_arguments_are_one_line_errors(sampler, kwargs, match):
     with pytest.raises(InputError, match=match) as info:
         sampler("a circle", **kwargs)

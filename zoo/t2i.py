@@ -126,11 +126,14 @@ class SDComponents:
         hidden = self.text_encoder(tokens.input_ids.to(self.device))[0]
         return hidden.to(self.dtype)
 
+    def latent_shape(self, batch_size: int, height: int, width: int) -> tuple[int, int, int, int]:
+        return (batch_size, self.unet.config.in_channels, height // self.vae_scale_factor,
+                width // self.vae_scale_factor)
+
     def initial_latents(self, batch_size: int, height: int, width: int, seed: int) -> torch.Tensor:
         """Gaussian latents from a CPU generator seeded with ``seed`` (identical on every device)."""
         generator = torch.Generator("cpu").manual_seed(int(seed))
-        shape = (batch_size, self.unet.config.in_channels, height // self.vae_scale_factor,
-                 width // self.vae_scale_factor)
+        shape = self.latent_shape(batch_size, height, width)
         return torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device, self.dtype)
 
     @torch.no_grad()
@@ -286,7 +289,11 @@ class TextToImageSampler:
     def __call__(self, prompt: str | Sequence[str], negative_prompt: str | Sequence[str] | None = None,
                  steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
                  height: int | None = None, width: int | None = None, batch_size: int = 1,
-                 progress: ProgressCallback | None = None, output_type: str = "pil", **options: Any) -> SampleResult:
+                 progress: ProgressCallback | None = None, output_type: str = "pil",
+                 latents: torch.Tensor | None = None, **options: Any) -> SampleResult:
+        """Sample ``batch_size`` images (or one per prompt of a list). ``latents``: initial noise to start from
+        instead of the Gaussian seeded by ``seed`` (``[B, C, H / f, W / f]``; ``seed`` still seeds stochastic
+        samplers' fresh noise)."""
         c = self.components
         steps = self.default_steps if steps is None else steps
         guidance_scale = self.default_guidance_scale if guidance_scale is None else float(guidance_scale)
@@ -305,7 +312,13 @@ class TextToImageSampler:
         started = time.perf_counter()
         cond = c.encode_prompt(prompts)
         uncond = c.encode_prompt(negatives or [""] * batch_size) if uses_cfg(guidance_scale) else None
-        latents = c.initial_latents(batch_size, height, width, seed)
+        if latents is None:
+            latents = c.initial_latents(batch_size, height, width, seed)
+        elif tuple(latents.shape) != c.latent_shape(batch_size, height, width):
+            raise InputError(f"latents of shape {tuple(latents.shape)} do not fit {batch_size} image(s) of "
+                             f"{height}x{width}; give shape {c.latent_shape(batch_size, height, width)}")
+        else:
+            latents = latents.to(c.device, c.dtype)
         generator = torch.Generator("cpu").manual_seed(int(seed) + 1)  # for stochastic samplers' fresh noise
         counter = NFECounter(c.unet, batch_size)
         try:
