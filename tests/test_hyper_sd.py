@@ -458,20 +458,25 @@ def test_testbed_configs_load_and_round_trip(method, tmp_path):
     assert again == config and config.teacher == "pkg:zoo.testbed/weights/teacher"
 
 
-def test_the_shipped_4_step_lora_was_trained_with_its_config_file():
-    """plugins/hyper_sd/testbed/4step comes from testbed_4step.yaml (its own run), the other variants from testbed.yaml."""
+@pytest.mark.parametrize("variant, trained", [("4step", [8, 4]), ("8step", [8])])
+def test_the_shipped_n_step_loras_were_trained_with_their_config_files(variant, trained):
+    """plugins/hyper_sd/testbed/4step and 8step come from testbed_4step.yaml and testbed_8step.yaml (runs of their own),
+    the other variants from testbed.yaml."""
     from pathlib import Path
 
     from zoo.config import load_config
     from zoo_plugins.hyper_sd.config import HyperSDConfig
 
     folder = Path(__file__).resolve().parents[1] / "plugins" / "hyper_sd"
-    recipe = load_config(HyperSDConfig, folder / "testbed_4step.yaml")
-    shipped = load_config(HyperSDConfig, folder / "testbed" / "4step" / "config.yaml")
+    recipe = load_config(HyperSDConfig, folder / f"testbed_{variant}.yaml")
+    shipped = load_config(HyperSDConfig, folder / "testbed" / variant / "config.yaml")
     recipe.train.output_dir = shipped.train.output_dir = ""
-    assert recipe == shipped and recipe.conflict_prob > 0 and recipe.segments[:2] == [8, 4]
-    manifest = json.loads((folder / "testbed" / "4step" / "zoo.json").read_text())
-    assert manifest["training"]["seed"] == recipe.train.seed and manifest["segments"] == [4]
+    assert recipe == shipped and recipe != load_config(HyperSDConfig, folder / "testbed.yaml")
+    # the stages it was trained through, then a one-step stage that only makes the trainer export the last of them
+    assert recipe.segments[:len(trained)] == trained and recipe.stage_steps[len(trained)] == 1
+    manifest = json.loads((folder / "testbed" / variant / "zoo.json").read_text())
+    assert manifest["segments"] == [trained[-1]] and manifest["training"]["seed"] == recipe.train.seed
+    assert manifest["training"]["steps"] == sum(recipe.stage_steps[:len(trained)])
 
 
 def test_sdxl_presets_through_the_hub_match_diffusers_own_recipe(hub_server, tmp_path):
