@@ -36,8 +36,8 @@ import torch.nn.functional as F
 
 from zoo.train.trainer import OptimizerGroup, Trainer
 
-from zoo_plugins.hyper_sd.tscd import (conflicting_images, segment_grid, stage_of, teacher_grid, tscd_loss,
-                                       tscd_targets)
+from zoo_plugins.hyper_sd.tscd import (CONFLICT_SOURCES, conflicting_images, segment_grid, stage_of, teacher_grid,
+                                       tscd_loss, tscd_targets)
 
 STUDENT, TARGET, FAKE = "student", "target", "fake"
 
@@ -143,8 +143,8 @@ class HyperSDTrainer(Trainer):
 
         if not 0.0 <= float(cfg.conflict_prob) <= 1.0:
             raise ConfigError(f"conflict_prob={cfg.conflict_prob} is not a probability; use a value in [0, 1]")
-        if cfg.conflict_source not in ("other", "noise"):
-            raise ConfigError(f"conflict_source={cfg.conflict_source!r} is not one of: other, noise")
+        if cfg.conflict_source not in CONFLICT_SOURCES:
+            raise ConfigError(f"conflict_source={cfg.conflict_source!r} is not one of: {', '.join(CONFLICT_SOURCES)}")
         if cfg.stage_guidance and len(cfg.guidance_range) == 2:
             raise ConfigError("stage_guidance and guidance_range both set the teacher's guidance; keep one")
         self.segments, self.stage_steps = segments, stage_steps

@@ -130,14 +130,17 @@ def tscd_loss(student_eps: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, tar
     return (diff ** 2).mean()
 
 
+CONFLICT_SOURCES = ("other", "noise")
+
+
 def conflicting_images(x0: torch.Tensor, t: torch.Tensor, prob: float, min_timestep: int,
                        source: str = "other") -> torch.Tensor:
     """``x0`` with each row at ``t >= min_timestep`` replaced, with probability ``prob``, by the next row's image
     (cyclically; ``source="other"``), so the noisy state's faint signal need not match the row's caption, or by zeros
     (``source="noise"``), so the noisy state is pure noise, as the sampler's first state is. With ``"other"`` rows are
     never their own replacement (a batch of one is returned unchanged)."""
-    if source not in ("other", "noise"):
-        raise ValueError(f"conflict source {source!r}: use 'other' or 'noise'")
+    if source not in CONFLICT_SOURCES:
+        raise ValueError(f"conflict source {source!r}: use {' or '.join(map(repr, CONFLICT_SOURCES))}")
     if prob <= 0 or (source == "other" and x0.shape[0] < 2):
         return x0
     swap = (t >= min_timestep) & (torch.rand(t.shape, device=t.device) < prob)
