@@ -57,6 +57,11 @@ class InputError(ZooError, ValueError):
     """Raised for bad user input to a sampler or trainer: wrong image size or mode, steps out of range, and so on."""
 
 
+class UnsafePathError(InputError):
+    """Raised when a file name or model reference in a manifest, preset, config or request points outside the
+    folders it must stay in (an absolute path, ``..``, a link leading out, a local path in a downloaded model)."""
+
+
 class TrainingError(ZooError):
     """Raised by the training runtime: non-finite loss, out of memory, disk full, no checkpoint to resume from."""
 

@@ -244,7 +244,7 @@ def hf_hub_file(ref: str, filename: str, *, revision: str | None = None, allow_p
     resolved = _resolve(ref, (), [filename], revision, allow_pickle, with_manifest=False)
     if resolved.path.is_file():  # a local ref that names the file itself
         return resolved.path
-    return resolved.path / _clean_files([filename], ref)[0]
+    return resolved.file(filename)
 
 
 def _resolve(ref: str, allow_patterns: Sequence[str] | None, files: Sequence[str] | None, revision: str | None,
@@ -260,7 +260,7 @@ def _resolve(ref: str, allow_patterns: Sequence[str] | None, files: Sequence[str
     path = _package_folder(parsed) if parsed.kind == _KIND_PACKAGE else _local_folder(parsed)
     _require_files(path, wanted, where=f"folder {path}")
     manifest = read_manifest(path) if with_manifest and path.is_dir() else {}
-    return ResolvedModel(path=path, ref=os.fspath(ref), commit=None, manifest=manifest)
+    return ResolvedModel(path=path, ref=os.fspath(ref), commit=None, manifest=manifest, source=parsed.kind)
 
 
 def _merge_revision(parsed: ModelRef, revision: str | None) -> str | None:
@@ -273,15 +273,9 @@ def _merge_revision(parsed: ModelRef, revision: str | None) -> str | None:
 
 
 def _clean_files(files: Iterable[str] | None, ref: str) -> list[str]:
-    cleaned = []
-    for name in files or ():
-        if not isinstance(name, str) or not name.strip():
-            raise InputError(f"Empty file name requested from {ref!r}; name files by their path inside the model")
-        posix = name.strip().replace("\\", "/").lstrip("/")
-        if any(part == ".." for part in posix.split("/")):
-            raise InputError(f"File {name!r} requested from {ref!r} leaves the model folder; use a path inside it")
-        cleaned.append(posix)
-    return cleaned
+    from zoo.paths import relative_name
+
+    return [relative_name(name, what="file", source=f"the request for {ref}") for name in files or ()]
 
 
 def _is_pickle(name: str) -> bool:
@@ -400,7 +394,9 @@ def _resolve_hub(parsed: ModelRef, revision: str | None, allow_patterns: Sequenc
     # 2. Every explicitly requested file must be there.
     _require_files(folder, files, where=at)
     manifest = read_manifest(folder) if with_manifest else {}
-    return ResolvedModel(path=folder, ref=parsed.text, commit=commit, manifest=manifest)
+    # 3. Snapshot files are links into the repository's blobs/: that repository folder is the confinement root.
+    root = folder.parent.parent if folder.parent.name == "snapshots" else folder
+    return ResolvedModel(path=folder, ref=parsed.text, commit=commit, manifest=manifest, root=root, source=_KIND_HUB)
 
 
 def _translate_hub_error(exc: Exception, repo_id: str, revision: str | None, endpoint: str, cache_dir: Path,
@@ -491,6 +487,67 @@ def _known_revisions(repo_id: str, endpoint: str) -> str:
     branches = ", ".join(sorted(r.name for r in refs.branches)) or "none"
     tags = ", ".join(sorted(r.name for r in refs.tags)) or "none"
     return f" (branches: {branches}; tags: {tags})"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Names a manifest gives: files inside the model, other models (confined; see zoo.paths)
+# ---------------------------------------------------------------------------------------------------------------------
+HUB_FILE_SEPARATOR = "::"
+"""``org/name::file.safetensors``: one file of a hub repository, as a manifest or option may name it."""
+
+
+def manifest_model_ref(resolved: ResolvedModel, key: str = "base_model", value: Any = None) -> str | None:
+    """The model reference under ``key`` of ``resolved``'s manifest (or ``value`` when given), checked.
+
+    A hub or package model may name other models only by hub id or ``pkg:`` folder, never by a path on this
+    machine, and its hub ids are returned with the ``hf-hub:`` prefix so that no folder of the current directory can
+    stand in for them. A local model (the user's own folder) may name any reference. None when the key is absent.
+
+    Raises:
+        UnsafePathError: a downloaded model names a local path.
+        InputError: the value is not a string or not a valid reference.
+    """
+    value = (resolved.manifest or {}).get(key) if value is None else value
+    if value is None or value == "":
+        return None
+    source = f"the zoo.json of {resolved.ref}"
+    if not isinstance(value, str):
+        raise InputError(f"{key!r} in {source} must be a model reference string, got {type(value).__name__}; fix "
+                         f"the manifest")
+    if resolved.source == _KIND_LOCAL:
+        return value
+    return str(_portable_ref(value, key, source))
+
+
+def _portable_ref(value: str, what: str, source: str) -> ModelRef:
+    """Parse a reference written in a downloaded manifest: a hub id or ``pkg:`` folder, never a local path (and
+    without looking at the disk, so that a folder of the current directory cannot stand in for a hub id)."""
+    from zoo.errors import UnsafePathError
+
+    text = value.strip()
+    if text.startswith(HUB_PREFIX):
+        return _parse_hub(text[len(HUB_PREFIX):], value, explicit=True)
+    if text.startswith(PACKAGE_PREFIX):
+        return _parse_package(text[len(PACKAGE_PREFIX):], value)
+    if text.startswith((".", "/", "~", LOCAL_PREFIX)) or "\\" in text or (len(text) > 1 and text[1] == ":"):
+        raise UnsafePathError(f"The {what} {value!r} in {source} is a path on this machine; a model may name other "
+                              f"models only as hub ids (org/name) or pkg: folders")
+    return _parse_hub(text, value, explicit=False)
+
+
+def manifest_file(resolved: ResolvedModel, name: str, what: str = "file", *, allow_pickle: bool = False) -> Path:
+    """The local path of a file a manifest names: a file inside the model folder (confined, see
+    :meth:`ResolvedModel.file`), or ``org/name::file``, one file of a hub repository, fetched on demand."""
+    if isinstance(name, str) and HUB_FILE_SEPARATOR in name:
+        from zoo.errors import UnsafePathError
+
+        repo, _, filename = name.partition(HUB_FILE_SEPARATOR)
+        parsed = _portable_ref(repo, what, f"the zoo.json of {resolved.ref}")
+        if parsed.kind != _KIND_HUB:
+            raise UnsafePathError(f"The {what} {name!r} in the zoo.json of {resolved.ref} does not name a hub "
+                                  f"repository; write org/name::file")
+        return hf_hub_file(str(parsed), filename, allow_pickle=allow_pickle)
+    return resolved.file(name, what)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -86,6 +86,20 @@ class ResolvedModel:
     """The resolved commit hash for hub models; None for local folders."""
     manifest: Mapping[str, Any] = field(default_factory=dict)
     """Contents of the folder's ``zoo.json`` (empty when it has none)."""
+    root: Path | None = None
+    """The folder every file the model names must stay inside (None: ``path`` itself). For hub snapshots it is the
+    repository's cache folder, because snapshot files are links into its ``blobs/``."""
+    source: str = "local"
+    """Where the files come from: ``"hub"``, ``"local"`` or ``"package"``. Manifests of hub and package models may
+    name other models only by hub id or ``pkg:`` reference (:func:`zoo.hub.manifest_model_ref`)."""
+
+    def file(self, name: str, what: str = "file") -> Path:
+        """The path of ``name`` inside the model, refused with one line when it would leave the model's folder
+        (absolute, ``..``, or a link pointing out); see :mod:`zoo.paths`."""
+        from zoo.paths import confine
+
+        return confine(self.root or self.path, name, what=what, source=f"the zoo.json of {self.ref}",
+                       folder=self.path)
 
 
 @dataclass(frozen=True)

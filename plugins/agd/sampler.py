@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from zoo.diffusion.student_folder import require_base_model
 from zoo.errors import InputError, WeightsError
 from zoo.spec import ResolvedModel
 from zoo.t2i import SDComponents, TextToImageSampler
@@ -63,13 +64,14 @@ class AGDSampler(TextToImageSampler):
                 "adapters": not options.get("disable_adapter", False)}
 
 
-def load_adapters(folder: Path, manifest: dict) -> AGDAdapters:
+def load_adapters(model: ResolvedModel) -> AGDAdapters:
     from safetensors.torch import load_file
 
+    manifest = dict(model.manifest or {})
     config = manifest.get("adapters")
-    file = folder / (manifest.get("adapter_file") or ADAPTER_FILE)
+    file = model.file(manifest.get("adapter_file") or ADAPTER_FILE, "adapter file")
     if not isinstance(config, dict) or not file.is_file():
-        raise WeightsError(f"{folder} is not an AGD model: it needs zoo.json 'adapters' settings and {file.name}")
+        raise WeightsError(f"{model.ref} is not an AGD model: it needs zoo.json 'adapters' settings and {file.name}")
     adapters = AGDAdapters.from_config(config)
     try:
         adapters.load_state_dict(load_file(str(file)), strict=True)
@@ -98,10 +100,7 @@ def build_sampler(model: ResolvedModel | str | Path | None = None, *, device: st
         set_attention_backend(components.unet, attention)
         adapters = AGDAdapters.for_unet(components.unet, hidden_dim=int(settings.pop("hidden_dim", 64)))
         return AGDSampler(components, adapters, resolved, **settings)
-    base_ref = base_model or manifest.get("base_model")
-    if not base_ref:
-        raise InputError(f"{resolved.ref}: its zoo.json names no base_model; pass base_model=<ref>")
-    base = resolve_model(base_ref)
+    base = require_base_model(resolved, base_model)
     components = SDComponents.from_folder(base.path, device=device, dtype=dtype)
     set_attention_backend(components.unet, attention)
-    return AGDSampler(components, load_adapters(resolved.path, manifest), resolved, **settings)
+    return AGDSampler(components, load_adapters(resolved), resolved, **settings)

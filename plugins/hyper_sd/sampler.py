@@ -133,8 +133,8 @@ def _resolve(ref: str) -> ResolvedModel:
     return resolve_model(ref)
 
 
-def _lora_path(ref: str | Path, base_folder: Path | None = None) -> Path:
-    """A LoRA given as a file path, a file inside ``base_folder``, or ``hf-hub:org/repo/file``-style ``repo::file``."""
+def _lora_path(ref: str | Path) -> Path:
+    """A LoRA the user gave (option ``lora=``): a file path, or ``org/repo::file`` on the hub."""
     text = str(ref)
     if "::" in text:  # org/repo::file.safetensors
         from zoo.hub import hf_hub_file
@@ -142,8 +142,6 @@ def _lora_path(ref: str | Path, base_folder: Path | None = None) -> Path:
         repo, _, filename = text.partition("::")
         return hf_hub_file(repo, filename)
     path = Path(text).expanduser()
-    if not path.is_absolute() and base_folder is not None and (base_folder / path).is_file():
-        return base_folder / path
     if not path.is_file():
         raise InputError(f"LoRA {text!r} is not a file; give a path to a .safetensors file or 'org/repo::file'")
     return path
@@ -216,12 +214,14 @@ def build_sampler(model: ResolvedModel | str | Path | None = None, *, device: st
         kind = recipe.kind
         scale = recipe.lora_scale if lora_scale is None else lora_scale
     elif is_student:
-        base_ref = base_model or manifest.get("base_model")
-        if not base_ref:
-            raise InputError(f"{model.ref}: its zoo.json names no base_model; pass base_model=<ref>")
-        base = _resolve(base_ref)
-        lora_name = lora or manifest.get("lora")
-        weights = _lora_path(lora_name, model.path) if lora_name else None
+        from zoo.diffusion.student_folder import require_base_model
+        from zoo.hub import manifest_file
+
+        base = require_base_model(model, base_model)
+        if lora:
+            weights = _lora_path(lora)
+        else:
+            weights = manifest_file(model, manifest["lora"], "LoRA file") if manifest.get("lora") else None
         kind = manifest.get("kind", "lora")
         scale = float(manifest.get("lora_scale", 1.0) if lora_scale is None else lora_scale)
     else:

@@ -54,7 +54,8 @@ def build_sampler(model: ResolvedModel | str | Path | None = None, *, device: st
 
     from zoo.attention import set_attention_backend
     from zoo.diffusion.lora_io import add_lora_adapter, fuse_lora, load_lora
-    from zoo.hub import resolve_model
+    from zoo.diffusion.student_folder import require_base_model
+    from zoo.hub import manifest_file, resolve_model
 
     if model is None:
         raise InputError("lora_distill needs a model: a folder exported by 'zoo train lora_distill'")
@@ -68,16 +69,14 @@ def build_sampler(model: ResolvedModel | str | Path | None = None, *, device: st
         components = SDComponents.from_folder(resolved.path, device=device, dtype=dtype)
         set_attention_backend(components.unet, attention)
         return LoRADistillSampler(components, GuidanceEmbedding.for_unet(components.unet), resolved, **settings)
-    base_ref = base_model or manifest.get("base_model")
-    if not base_ref:
-        raise InputError(f"{resolved.ref}: its zoo.json names no base_model; pass base_model=<ref>")
-    components = SDComponents.from_folder(resolve_model(base_ref).path, device=device, dtype=dtype)
-    lora = load_lora(resolved.path / manifest.get("lora", LORA_FILE))
+    base = require_base_model(resolved, base_model)
+    components = SDComponents.from_folder(base.path, device=device, dtype=dtype)
+    lora = load_lora(manifest_file(resolved, manifest.get("lora", LORA_FILE), "LoRA file"))
     if fuse:
         fuse_lora(lora, {"unet": components.unet})
     else:
         add_lora_adapter(components.unet, lora, adapter_name="lora_distill")
-    emb_file = resolved.path / manifest.get("guidance_embedding", EMBEDDING_FILE)
+    emb_file = resolved.file(manifest.get("guidance_embedding", EMBEDDING_FILE), "guidance embedding file")
     config = manifest.get("guidance_embedding_config") or {}
     if not emb_file.is_file() or "temb_dim" not in config:
         raise WeightsError(f"{resolved.ref} lacks {emb_file.name} or its config; export the model again")

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from zoo.errors import FileMissingError, WeightsError
+from zoo.errors import FileMissingError, InputError, WeightsError
 from zoo.spec import ResolvedModel
 
 COMPATIBILITY_KEYS = ("in_channels", "out_channels", "cross_attention_dim", "sample_size")
@@ -52,36 +52,57 @@ def load_unet(folder: Path, device, dtype, base_config: Any = None, label: str |
     return unet.to(device=device).eval().requires_grad_(False)
 
 
+def resolve_base_model(resolved: ResolvedModel, override: str | None = None) -> ResolvedModel | None:
+    """The base model a student or LoRA runs with: ``override`` (the user's choice), else the manifest's
+    ``base_model`` (checked by :func:`zoo.hub.manifest_model_ref`: a downloaded model names only hub ids and ``pkg:``
+    folders). None when neither names one. A base that is not a diffusers Stable Diffusion folder is refused with
+    one line."""
+    from zoo.hub import manifest_model_ref, resolve_model
+
+    ref = override or manifest_model_ref(resolved, "base_model")
+    if not ref:
+        return None
+    base = resolve_model(str(ref))
+    if not (base.path / "unet" / "config.json").is_file():
+        raise FileMissingError(f"The base model {ref} of {resolved.ref} is not a diffusers Stable Diffusion folder "
+                               f"(no unet/config.json); name the base model the weights were distilled from")
+    return base
+
+
+def require_base_model(resolved: ResolvedModel, override: str | None = None) -> ResolvedModel:
+    """:func:`resolve_base_model`, with one line when neither the caller nor the manifest names a base model."""
+    base = resolve_base_model(resolved, override)
+    if base is None:
+        raise InputError(f"{resolved.ref}: its zoo.json names no base_model; pass base_model=<ref>")
+    return base
+
+
 def base_components(resolved: ResolvedModel, device, dtype, unet: torch.nn.Module | None = None):
     """The :class:`zoo.t2i.SDComponents` a student runs with: the folder itself when it is a full pipeline, else
     its manifest's ``base_model`` (with ``unet`` put in place of the base UNet when given)."""
-    from zoo.hub import resolve_model
     from zoo.t2i import SDComponents
 
     path = Path(resolved.path)
     if (path / "vae").is_dir() and (path / "text_encoder").is_dir():
         return SDComponents.from_folder(path, device=device, dtype=dtype, unet=unet)
-    base_ref = (resolved.manifest or {}).get("base_model")
-    if not base_ref:
+    base = resolve_base_model(resolved)
+    if base is None:
         raise FileMissingError(f"{resolved.ref} has no vae/ and text_encoder/ and its zoo.json names no base_model; "
                                f"give a full diffusers pipeline folder or add base_model to zoo.json")
-    return SDComponents.from_folder(resolve_model(str(base_ref)).path, device=device, dtype=dtype, unet=unet)
+    return SDComponents.from_folder(base.path, device=device, dtype=dtype, unet=unet)
 
 
 def base_unet_config(resolved: ResolvedModel) -> tuple[dict | None, str]:
     """The config of the base model's UNet (None when the folder is a full pipeline) and the base's name."""
     from diffusers import UNet2DConditionModel
 
-    from zoo.hub import resolve_model
-
     path = Path(resolved.path)
     if (path / "vae").is_dir():
         return None, resolved.ref
-    base_ref = (resolved.manifest or {}).get("base_model")
-    if not base_ref:
+    base = resolve_base_model(resolved)
+    if base is None:
         return None, "the base model"
-    base = resolve_model(str(base_ref))
-    return dict(UNet2DConditionModel.load_config(base.path / "unet")), str(base_ref)
+    return dict(UNet2DConditionModel.load_config(base.path / "unet")), base.ref
 
 
 def load_student_components(resolved: ResolvedModel, device, dtype, unet_subfolder: str = "unet"):

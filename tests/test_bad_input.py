@@ -1,0 +1,168 @@
+"""The hardening matrix: bad, careless or hostile input gets one line, touches nothing outside its place.
+
+Each case is one row of the hardening issue, as a user or an attacker would give it, through the same entry point
+they would use (the CLI, the loader, the hub). Section 1: every file a manifest names stays inside its model folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from fixtures_hub import hub_server, olah_server  # noqa: F401  (pytest fixtures)
+
+from zoo import hub
+from zoo.cli import main
+from zoo.errors import FileMissingError, UnsafePathError
+from zoo.loading import load_sampler
+from zoo.paths import confine, relative_name
+
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
+OUTSIDE_NAMES = ["../../../../../../etc/passwd", "/etc/shadow", "..\\..\\secret", "~/.ssh/id_rsa", "C:/x",
+                 "lora/../../zoo.json"]
+
+
+def _one_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def _student(tmp_path: Path, method: str, **manifest_changes) -> Path:
+    """A copy of a committed testbed student with its manifest changed."""
+    folder = tmp_path / method
+    shutil.copytree(PLUGINS / method / "testbed", folder)
+    manifest = json.loads((folder / "zoo.json").read_text())
+    manifest.update(manifest_changes)
+    (folder / "zoo.json").write_text(json.dumps(manifest))
+    return folder
+
+
+# -- the one confinement function ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", OUTSIDE_NAMES)
+def test_names_that_leave_the_folder_are_refused_as_text(tmp_path, name):
+    with pytest.raises(UnsafePathError, match="outside the model folder"):
+        confine(tmp_path, name, what="LoRA file", source="zoo.json")
+
+
+def test_a_link_that_leads_out_is_refused_and_one_inside_is_kept(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "secret.txt").write_text("x")
+    (tmp_path / "model" / "weights.safetensors").write_text("w")
+    os.symlink(tmp_path / "secret.txt", tmp_path / "model" / "out.safetensors")
+    os.symlink("weights.safetensors", tmp_path / "model" / "alias.safetensors")
+    with pytest.raises(UnsafePathError, match="through a link"):
+        confine(tmp_path / "model", "out.safetensors", what="LoRA file", source="zoo.json")
+    assert confine(tmp_path / "model", "alias.safetensors", what="f", source="s") == \
+        tmp_path / "model" / "alias.safetensors"
+    assert relative_name("./sub/./a.safetensors", what="f", source="s") == "sub/a.safetensors"
+
+
+def test_the_refusal_does_not_tell_whether_the_file_exists(tmp_path):
+    messages = []
+    for name in ("/etc/passwd", "/etc/no-such-file-here"):
+        with pytest.raises(UnsafePathError) as info:
+            confine(tmp_path, name, what="LoRA file", source="zoo.json")
+        messages.append(str(info.value).replace(name, "NAME"))
+    assert messages[0] == messages[1]
+
+
+# -- manifests of local folders -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("lora", ["../../../../../../etc/passwd", "/etc/shadow"])
+def test_hyper_sd_manifest_lora_outside_the_folder_is_refused_by_the_cli(tmp_path, lora):
+    folder = _student(tmp_path, "hyper_sd", lora=lora)
+    result = CliRunner().invoke(main, ["run", str(folder), "-p", "a circle", "-o", str(tmp_path / "x.png")])
+    assert result.exit_code == 1
+    line = _one_line(result.output)
+    assert line.startswith("Error: The LoRA file") and "outside the model folder" in line
+    assert "passwd" not in line.split("outside")[1]
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_hyper_sd_manifest_lora_linked_out_of_the_folder_is_refused(tmp_path):
+    folder = _student(tmp_path, "hyper_sd")
+    (tmp_path / "elsewhere.safetensors").write_bytes((folder / "lora.safetensors").read_bytes())
+    (folder / "lora.safetensors").unlink()
+    os.symlink(tmp_path / "elsewhere.safetensors", folder / "lora.safetensors")
+    with pytest.raises(UnsafePathError, match="through a link"):
+        load_sampler(model=str(folder))
+
+
+def test_hyper_sd_manifest_lora_may_name_a_hub_file_but_not_a_local_folder(tmp_path):
+    folder = _student(tmp_path, "hyper_sd", lora="/etc::passwd")
+    with pytest.raises(UnsafePathError, match="path on this machine"):
+        load_sampler(model=str(folder))
+
+
+@pytest.mark.parametrize("method, key", [("agd", "adapter_file"), ("lora_distill", "lora"),
+                                         ("lora_distill", "guidance_embedding")])
+def test_every_file_a_manifest_names_is_confined(tmp_path, method, key):
+    folder = _student(tmp_path, method, **{key: "/etc/passwd"})
+    with pytest.raises(UnsafePathError, match="outside the model folder"):
+        load_sampler(model=str(folder))
+
+
+def test_local_base_model_that_is_no_pipeline_is_one_line(tmp_path):
+    folder = _student(tmp_path, "swiftbrush", base_model="/etc")
+    result = CliRunner().invoke(main, ["run", str(folder), "-p", "a circle", "-o", str(tmp_path / "x.png")])
+    assert result.exit_code == 1
+    assert "is not a diffusers Stable Diffusion folder" in _one_line(result.output)
+    with pytest.raises(FileMissingError, match="no unet/config.json"):
+        load_sampler(model=str(_student(tmp_path / "b", "hyper_sd", base_model=str(tmp_path))))
+
+
+def test_requested_hub_files_cannot_be_absolute(tmp_path):
+    (tmp_path / "m").mkdir()
+    with pytest.raises(UnsafePathError):
+        hub.hf_hub_file(str(tmp_path / "m"), "/etc/passwd")
+
+
+# -- manifests of hub repositories ------------------------------------------------------------------------------------
+def _hub_student(hub_server, repo_id: str, method: str, **manifest_changes) -> str:
+    manifest = json.loads((PLUGINS / method / "testbed" / "zoo.json").read_text())
+    manifest.update(manifest_changes)
+    hub_server.add_repo(repo_id, {"": PLUGINS / method / "testbed"})
+    hub_server.add_repo(repo_id, {"zoo.json": json.dumps(manifest)})
+    return f"hf-hub:{repo_id}"
+
+
+@pytest.mark.parametrize("lora", ["../../../../../../etc/passwd", "/etc/shadow", "../../blobs/../../x"])
+def test_hub_manifest_lora_outside_the_snapshot_is_one_line(hub_server, tmp_path, lora):
+    ref = _hub_student(hub_server, "evil/lora", "hyper_sd", lora=lora)
+    result = CliRunner().invoke(main, ["run", ref, "-p", "a circle", "-o", str(tmp_path / "x.png")])
+    assert result.exit_code == 1
+    line = _one_line(result.output)
+    assert "outside the model folder" in line and "zoo.json of hf-hub:evil/lora" in line
+
+
+def test_hub_manifest_lora_inside_the_snapshot_runs(hub_server, tmp_path):
+    """The confinement root of a hub snapshot is its repository folder: snapshot files are links into blobs/."""
+    ref = _hub_student(hub_server, "good/lora", "hyper_sd")
+    resolved = hub.resolve_model(ref)
+    assert resolved.file("lora.safetensors").resolve().is_file()
+    spec, sampler = load_sampler(model=ref)
+    _, local = load_sampler(model=str(PLUGINS / "hyper_sd" / "testbed"))
+    assert spec.name == "hyper_sd"
+    assert sampler("a red circle", seed=0).latents.equal(local("a red circle", seed=0).latents)
+
+
+@pytest.mark.parametrize("base_model", ["/etc", "~/models/sd15", "./teacher", "local-dir:/etc"])
+def test_hub_manifest_may_not_name_a_local_base_model(hub_server, base_model):
+    ref = _hub_student(hub_server, "evil/base", "swiftbrush", base_model=base_model)
+    with pytest.raises(UnsafePathError, match="path on this machine"):
+        load_sampler(model=ref)
+
+
+def test_hub_manifest_base_model_is_a_hub_id_even_when_a_folder_has_its_name(hub_server, tmp_path, monkeypatch):
+    """``base_model: "org/name"`` in a downloaded manifest means the hub repository, never ./org/name."""
+    ref = _hub_student(hub_server, "evil/shadow", "swiftbrush", base_model="shadow/teacher")
+    (tmp_path / "shadow" / "teacher" / "unet").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    resolved = hub.resolve_model(ref)
+    assert hub.manifest_model_ref(resolved) == "hf-hub:shadow/teacher"
+    assert hub.manifest_model_ref(hub.resolve_model(str(PLUGINS / "swiftbrush" / "testbed"))) == \
+        "pkg:zoo.testbed/weights/teacher"
