@@ -283,6 +283,29 @@ def fuse_lora(lora: LoRAWeights, models: Mapping[str, nn.Module], scale: float =
 
 
 # -- live adapters (PEFT) ----------------------------------------------------------------------------------------------
+def check_text_encoder_adapters() -> None:
+    """Raise one line when the installed transformers refuses PEFT adapters on text encoders with the installed peft
+    (transformers 5.24 asks for peft >= 0.22, which is not released): distill-zoo declares ranges, so this pairing
+    can exist in an environment it was installed into, and only live text-encoder adapters need it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        from packaging.version import Version
+        from transformers.integrations.peft import MIN_PEFT_VERSION
+    except ImportError:  # older transformers keep the constant elsewhere or have none: nothing to check
+        return
+    try:
+        installed = version("peft")
+    except PackageNotFoundError:
+        installed = "0"
+    if Version(installed) < Version(MIN_PEFT_VERSION):
+        from zoo.errors import MissingExtraError
+
+        raise MissingExtraError(f"Text-encoder LoRA adapters need peft >= {MIN_PEFT_VERSION} with the installed "
+                                f"transformers {version('transformers')}, but peft {installed} is installed; fuse "
+                                f"the LoRA instead (fuse=True), or pip install 'transformers<5.24' or a newer peft")
+
+
 def add_lora_adapter(model: nn.Module, lora: LoRAWeights, component: str = "unet", adapter_name: str = "lora",
                      scale: float = 1.0) -> list[str]:
     """Inject ``lora``'s modules of ``component`` into ``model`` as a live PEFT adapter; returns the wrapped names.
@@ -292,6 +315,8 @@ def add_lora_adapter(model: nn.Module, lora: LoRAWeights, component: str = "unet
     """
     from peft import LoraConfig, set_peft_model_state_dict
 
+    if component.startswith("text_encoder"):
+        check_text_encoder_adapters()
     bound = [b for b in bind_lora(lora, {component: model}) if b.lora.component == component]
     if not bound:
         raise WeightsError(f"LoRA {lora.source} has no weights for '{component}'")
