@@ -1,5 +1,6 @@
 """The pack's node ids (all prefixed ``DistillZoo``) and display names."""
 
+from .dz_native import DistillZooFewStepSchedule, DistillZooNASA
 from .dz_text_to_image import DistillZooLoadModel, DistillZooLoadPreset, DistillZooRecommendedSettings, DistillZooSampler
 from .dz_upscale import DistillZooLoadUpscaleModel, DistillZooUpscale
 
@@ -10,6 +11,8 @@ NODE_CLASS_MAPPINGS = {
     "DistillZooSampler": DistillZooSampler,
     "DistillZooLoadUpscaleModel": DistillZooLoadUpscaleModel,
     "DistillZooUpscale": DistillZooUpscale,
+    "DistillZooFewStepSchedule": DistillZooFewStepSchedule,
+    "DistillZooNASA": DistillZooNASA,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -19,4 +22,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DistillZooSampler": "Few-Step Sampler + NASA (distill-zoo)",
     "DistillZooLoadUpscaleModel": "Load Upscale Model: IMDN / YONOS-SR (distill-zoo)",
     "DistillZooUpscale": "Upscale Image (distill-zoo)",
+    "DistillZooFewStepSchedule": "Few-Step Schedule: SAMPLER + SIGMAS for SamplerCustom (distill-zoo)",
+    "DistillZooNASA": "NASA Negative Prompt Patch (distill-zoo)",
 }

@@ -1,0 +1,175 @@
+"""Native ComfyUI nodes: the methods' sampling rules as SAMPLER + SIGMAS, and NASA as a MODEL patch.
+
+These work on ComfyUI's own MODEL (a checkpoint, UNet or LoRA loader's output) inside an ordinary graph:
+
+* ``DistillZooFewStepSchedule``: MODEL + a method's schedule + steps -> (SAMPLER, SIGMAS) for core ``SamplerCustom``
+  (or ``SamplerCustomAdvanced``). The SAMPLER runs :func:`zoo.diffusion.ksampling.sample_few_step`, the same rule as
+  ``zoo run`` (DDIM on trailing timesteps, TCD, LCM / DMD2 re-noising, the one-step x0 rule), wrapped in
+  ``comfy.samplers.KSAMPLER``; the SIGMAS are the model's own sigmas at the method's timesteps.
+* ``DistillZooNASA``: MODEL + negative CONDITIONING + alpha -> MODEL with SNOOPI's negative-away steer attention in
+  every cross-attention (``set_model_attn2_replace``): a negative prompt at no extra UNet call, for any sampler.
+
+The ComfyUI modules are imported inside the functions, so the pack still imports outside ComfyUI.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .dz_common import CATEGORY
+
+TIMESTEPS_TOOLTIP = "optional: comma-separated integer timesteps (descending) instead of the schedule's own"
+
+
+def _model_sampling(model_patcher):
+    return model_patcher.model.model_sampling
+
+
+def _find_model_sampling(model):
+    """``model_sampling`` of the BaseModel behind the k-diffusion wrapper a KSAMPLER function receives."""
+    inner = model
+    for _ in range(6):
+        if hasattr(inner, "model_sampling"):
+            return inner.model_sampling
+        inner = getattr(inner, "inner_model", None)
+        if inner is None:
+            break
+    raise RuntimeError("distill-zoo: cannot find the model's sigma schedule (model_sampling) in this ComfyUI")
+
+
+def _parse_timesteps(text: str) -> list[int] | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"timesteps {text!r} must be comma-separated integers, e.g. 999, 759, 499, 259") from None
+
+
+def few_step_sampler(rule: str, final: str, gamma: float):
+    """A ``comfy.samplers.KSAMPLER`` that runs :func:`zoo.diffusion.ksampling.sample_few_step`."""
+    import comfy.model_management as model_management
+    import comfy.samplers
+    import torch
+
+    from zoo.diffusion.ksampling import sample_few_step
+
+    def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        table = _find_model_sampling(model).sigmas.detach().float().cpu()
+        latent = getattr(model, "latent_image", None)
+        s0 = float(sigmas[0]) if len(sigmas) else 0.0
+        txt2img = latent is None or not bool(torch.count_nonzero(latent))
+        below_max = s0 < float(table[-1]) and not math.isclose(s0, float(table[-1]), rel_tol=1e-5)
+        return sample_few_step(model, x, sigmas, extra_args, callback, disable, table=table, rule=rule,
+                               gamma=gamma, final=final, unit_start=txt2img and below_max,
+                               interrupt=model_management.throw_exception_if_processing_interrupted)
+
+    return comfy.samplers.KSAMPLER(sample)
+
+
+class DistillZooFewStepSchedule:
+    """A distilled method's sampling rule and timesteps for core SamplerCustom, on any ComfyUI MODEL."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        from zoo.diffusion.ksampling import SCHEDULES
+
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "the model whose sigma schedule the timesteps are taken from"}),
+            "schedule": (list(SCHEDULES), {"default": next(iter(SCHEDULES)),
+                                           "tooltip": "the method's rule, as zoo run samples it"}),
+            "steps": ("INT", {"default": 4, "min": 1, "max": 50,
+                              "tooltip": "number of model calls (one-step and t=800 schedules always use 1)"}),
+            "gamma": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 1.0, "step": 0.05,
+                                "tooltip": "TCD gamma (diffusers eta): 1.0 for one step, lower keeps more detail"}),
+        }, "optional": {
+            "timesteps": ("STRING", {"default": "", "multiline": False, "tooltip": TIMESTEPS_TOOLTIP}),
+        }}
+
+    RETURN_TYPES = ("SAMPLER", "SIGMAS")
+    RETURN_NAMES = ("sampler", "sigmas")
+    FUNCTION = "build"
+    CATEGORY = f"{CATEGORY}/sampling"
+    DESCRIPTION = ("Hyper-SD, TCD, LCM, DMD2 / Phased DMD and one-step (SwiftBrush, SNOOPI) sampling rules as a SAMPLER "
+                   "and SIGMAS for SamplerCustom; use cfg 1.0 there for guidance-free few-step models.")
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, timesteps=""):
+        try:
+            _parse_timesteps(timesteps)
+        except ValueError as exc:
+            return str(exc)
+        return True
+
+    def build(self, model, schedule, steps, gamma, timesteps=""):
+        from zoo.diffusion.ksampling import SCHEDULES, schedule_timesteps, timestep_sigmas
+
+        table = _model_sampling(model).sigmas.detach().float().cpu()
+        chosen = schedule_timesteps(schedule, steps, len(table), _parse_timesteps(timesteps))
+        if any(not 0 <= t < len(table) for t in chosen):
+            raise ValueError(f"timesteps {chosen} must lie in 0..{len(table) - 1} for this model")
+        rule = SCHEDULES[schedule]
+        return few_step_sampler(rule["rule"], rule["final"], float(gamma)), timestep_sigmas(table, chosen)
+
+
+def nasa_patches(diffusion_model):
+    """``{(block_name, number, transformer_index): cross-attention module}`` of an LDM UNet (ComfyUI's keys of
+    ``set_model_attn2_replace``)."""
+    found = {}
+    blocks = [("input", list(diffusion_model.input_blocks)), ("middle", [diffusion_model.middle_block]),
+              ("output", list(diffusion_model.output_blocks))]
+    for block_name, modules in blocks:
+        for number, block in enumerate(modules):
+            for layer in block.modules():
+                if type(layer).__name__ == "SpatialTransformer":
+                    for index, transformer in enumerate(layer.transformer_blocks):
+                        found[(block_name, number, index)] = transformer.attn2
+    return found
+
+
+def nasa_attention(attn2, negative, alpha: float):
+    """The attn2 replacement of NASA for one cross-attention module (SNOOPI Eq. 7-9, as zoo.negative_attention):
+    ``softmax(Q K+) V+ - alpha softmax(Q K-) V-`` with the module's own key/value projections of the negative."""
+    from comfy.ldm.modules.attention import optimized_attention
+
+    def replace(q, k, v, extra_options):
+        heads = extra_options["n_heads"]
+        neg = negative.to(device=q.device, dtype=q.dtype)
+        if neg.shape[0] != q.shape[0]:
+            neg = neg[:1].expand(q.shape[0], -1, -1)
+        z_pos = optimized_attention(q, k, v, heads)
+        z_neg = optimized_attention(q, attn2.to_k(neg), attn2.to_v(neg), heads)
+        return z_pos - alpha * z_neg
+
+    return replace
+
+
+class DistillZooNASA:
+    """SNOOPI's Negative-Away Steer Attention on any SD1.x/SDXL MODEL: a negative prompt without CFG."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL",),
+            "negative": ("CONDITIONING", {"tooltip": "what to steer away from (CLIP Text Encode of the negative "
+                                                     "prompt)"}),
+            "alpha": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 2.0, "step": 0.05,
+                                "tooltip": "NASA strength; 0 = off"}),
+        }}
+
+    RETURN_TYPES = ("MODEL",)
+    RETURN_NAMES = ("model",)
+    FUNCTION = "patch"
+    CATEGORY = f"{CATEGORY}/patches"
+    DESCRIPTION = ("Negative prompts for one- and few-step models at no extra UNet call (SNOOPI's NASA): in every "
+                   "cross-attention the negative text's attention is subtracted.")
+
+    def patch(self, model, negative, alpha):
+        patched = model.clone()
+        if float(alpha) == 0.0:
+            return (patched,)
+        embedding = negative[0][0]
+        for (block_name, number, index), attn2 in nasa_patches(patched.model.diffusion_model).items():
+            patched.set_model_attn2_replace(nasa_attention(attn2, embedding, float(alpha)), block_name, number, index)
+        return (patched,)
