@@ -1,6 +1,7 @@
 """The pack's node ids (all prefixed ``DistillZoo``) and display names."""
 
-from .dz_native import DistillZooFewStepSchedule, DistillZooNASA
+from .dz_native import (DistillZooApplyModel, DistillZooFewStepSchedule, DistillZooNASA,
+                        DistillZooPhasedExperts)
 from .dz_text_to_image import DistillZooLoadModel, DistillZooLoadPreset, DistillZooRecommendedSettings, DistillZooSampler
 from .dz_upscale import DistillZooLoadUpscaleModel, DistillZooUpscale
 
@@ -13,6 +14,8 @@ NODE_CLASS_MAPPINGS = {
     "DistillZooUpscale": DistillZooUpscale,
     "DistillZooFewStepSchedule": DistillZooFewStepSchedule,
     "DistillZooNASA": DistillZooNASA,
+    "DistillZooApplyModel": DistillZooApplyModel,
+    "DistillZooPhasedExperts": DistillZooPhasedExperts,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -24,4 +27,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DistillZooUpscale": "Upscale Image (distill-zoo)",
     "DistillZooFewStepSchedule": "Few-Step Schedule: SAMPLER + SIGMAS for SamplerCustom (distill-zoo)",
     "DistillZooNASA": "NASA Negative Prompt Patch (distill-zoo)",
+    "DistillZooApplyModel": "Apply Distilled Model to MODEL (distill-zoo)",
+    "DistillZooPhasedExperts": "Phased DMD Experts (distill-zoo)",
 }

@@ -47,7 +47,7 @@ def _parse_timesteps(text: str) -> list[int] | None:
         raise ValueError(f"timesteps {text!r} must be comma-separated integers, e.g. 999, 759, 499, 259") from None
 
 
-def few_step_sampler(rule: str, final: str, gamma: float):
+def few_step_sampler(rule: str, final: str, gamma: float, jump: str = "next"):
     """A ``comfy.samplers.KSAMPLER`` that runs :func:`zoo.diffusion.ksampling.sample_few_step`."""
     import comfy.model_management as model_management
     import comfy.samplers
@@ -62,7 +62,7 @@ def few_step_sampler(rule: str, final: str, gamma: float):
         txt2img = latent is None or not bool(torch.count_nonzero(latent))
         below_max = s0 < float(table[-1]) and not math.isclose(s0, float(table[-1]), rel_tol=1e-5)
         return sample_few_step(model, x, sigmas, extra_args, callback, disable, table=table, rule=rule,
-                               gamma=gamma, final=final, unit_start=txt2img and below_max,
+                               gamma=gamma, final=final, jump=jump, unit_start=txt2img and below_max,
                                interrupt=model_management.throw_exception_if_processing_interrupted)
 
     return comfy.samplers.KSAMPLER(sample)
@@ -110,7 +110,8 @@ class DistillZooFewStepSchedule:
         if any(not 0 <= t < len(table) for t in chosen):
             raise ValueError(f"timesteps {chosen} must lie in 0..{len(table) - 1} for this model")
         rule = SCHEDULES[schedule]
-        return few_step_sampler(rule["rule"], rule["final"], float(gamma)), timestep_sigmas(table, chosen)
+        sampler = few_step_sampler(rule["rule"], rule["final"], float(gamma), rule.get("jump", "next"))
+        return sampler, timestep_sigmas(table, chosen)
 
 
 def nasa_patches(diffusion_model):
@@ -173,3 +174,118 @@ class DistillZooNASA:
         for (block_name, number, index), attn2 in nasa_patches(patched.model.diffusion_model).items():
             patched.set_model_attn2_replace(nasa_attention(attn2, embedding, float(alpha)), block_name, number, index)
         return (patched,)
+
+
+MODEL_FOLDERS = ("diffusion_models", "unet", "loras", "checkpoints")
+"""ComfyUI model folders searched for distill-zoo exports (a folder holding ``zoo.json``)."""
+NO_ZOO_MODELS = "(no distill-zoo export in ComfyUI's model folders)"
+
+
+def zoo_model_choices(max_depth: int = 3) -> list[str]:
+    """``"<folder>: <path>/zoo.json"`` for every distill-zoo export under ComfyUI's model folders (a few levels
+    deep), found without leaving them."""
+    import os
+
+    import folder_paths
+
+    from zoo.spec import MANIFEST_NAME
+
+    found = []
+    for folder in MODEL_FOLDERS:
+        if folder not in getattr(folder_paths, "folder_names_and_paths", {}):
+            continue
+        for base in folder_paths.get_folder_paths(folder):
+            if not os.path.isdir(base):
+                continue
+            for root, dirs, files in os.walk(base):
+                depth = os.path.relpath(root, base).count(os.sep) + (root != base)
+                if depth >= max_depth:
+                    dirs[:] = []
+                if MANIFEST_NAME in files:
+                    found.append(f"{folder}: {os.path.relpath(os.path.join(root, MANIFEST_NAME), base)}")
+    return sorted(set(found)) or [NO_ZOO_MODELS]
+
+
+def resolve_zoo_model(choice: str):
+    """The :class:`zoo.spec.ResolvedModel` of a ``zoo_model_choices`` entry, confined to ComfyUI's model folders."""
+    import os
+
+    import folder_paths
+
+    from zoo.hub import resolve_model
+    from zoo.paths import confine
+
+    folder, _, relative = choice.partition(": ")
+    if folder not in MODEL_FOLDERS or not relative:
+        raise ValueError(f"{choice!r} is not a distill-zoo export in ComfyUI's model folders; put the folder that "
+                         f"zoo train exported (with its zoo.json) into models/diffusion_models and refresh")
+    for base in folder_paths.get_folder_paths(folder):
+        manifest = confine(base, relative, what="model", source=f"ComfyUI's models/{folder}")
+        if manifest.is_file():
+            return resolve_model(os.fspath(manifest.parent))
+    raise ValueError(f"{relative} is not in ComfyUI's models/{folder}; refresh the node list")
+
+
+class DistillZooApplyModel:
+    """Apply any distill-zoo export (a folder with zoo.json) to a ComfyUI MODEL, with the method's own patch."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "the base model the export was distilled from (e.g. an SD1.5 checkpoint)"}),
+            "zoo_model": (zoo_model_choices(), {
+                "tooltip": "a folder exported by zoo train (it holds zoo.json), placed in models/diffusion_models, "
+                           "models/loras or models/checkpoints"}),
+            "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05,
+                                   "tooltip": "LoRA strength, or the share of a student's weights"}),
+            "guidance": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 30.0, "step": 0.1,
+                                   "tooltip": "guidance scale w of guidance-distilled models (AGD, LoRA-distill); "
+                                              "-1 = the model's recommended"}),
+        }}
+
+    RETURN_TYPES = ("MODEL",)
+    RETURN_NAMES = ("model",)
+    FUNCTION = "apply"
+    CATEGORY = f"{CATEGORY}/patches"
+    DESCRIPTION = ("Turn a base MODEL into a distill-zoo student: SwiftBrush / SNOOPI UNets, Phased DMD experts, "
+                   "Hyper-SD LoRAs, AGD adapters, LoRA-distill (each method's own patch).")
+
+    def apply(self, model, zoo_model, strength, guidance):
+        from zoo.registry import get_registry
+
+        resolved = resolve_zoo_model(zoo_model)
+        method = (resolved.manifest or {}).get("method")
+        spec = get_registry().get(method) if method else None
+        if spec is None or spec.comfy_patch is None:
+            name = method or "(no method in zoo.json)"
+            raise ValueError(f"{resolved.ref}: method {name} has no native ComfyUI patch; load it with "
+                             f"'Load Distilled Model (distill-zoo)' instead")
+        patch = spec.load("comfy_patch")
+        return (patch(model, resolved, strength=float(strength),
+                      guidance=None if float(guidance) < 0 else float(guidance)),)
+
+
+class DistillZooPhasedExperts:
+    """Phased DMD with experts loaded by ComfyUI's own loaders: ``model_high`` above the boundary timestep,
+    ``model_low`` at and below it (Phased DMD's phase rule), switched inside one sampling run."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model_high": ("MODEL", {"tooltip": "expert of the high-noise phase (phase_0)"}),
+            "model_low": ("MODEL", {"tooltip": "expert of the low-noise phase (phase_1)"}),
+            "boundary": ("INT", {"default": 499, "min": 1, "max": 999,
+                                 "tooltip": "first timestep of the low-noise phase (zoo.json "
+                                            "sampler.phase_boundaries)"}),
+        }}
+
+    RETURN_TYPES = ("MODEL",)
+    RETURN_NAMES = ("model",)
+    FUNCTION = "combine"
+    CATEGORY = f"{CATEGORY}/patches"
+    DESCRIPTION = "Phased DMD's two experts as one MODEL: each model call goes to the expert of its timestep."
+
+    def combine(self, model_high, model_low, boundary):
+        from zoo.comfy_native import switch_experts
+
+        return (switch_experts([model_high, model_low], [int(boundary)]),)

@@ -41,17 +41,19 @@ def native_latents(sampler, schedule, steps, seed, **options):
     rule = ksampling.SCHEDULES[schedule]
     return ksampling.sample_few_step(comfy_eps_model(c.unet, c.encode_prompt(PROMPTS), table), x, sigmas,
                                      {"seed": seed}, table=table, rule=rule["rule"], final=rule["final"],
-                                     unit_start=not at_max, **options)
+                                     jump=rule.get("jump", "next"), unit_start=not at_max, **options)
 
 
 CASES = [
-    ("pkg:zoo_plugins.hyper_sd/testbed/2step", "hyper_sd ddim trailing (N-step LoRAs)", 2, {}),
-    ("pkg:zoo_plugins.hyper_sd/testbed/8step", "hyper_sd ddim trailing (N-step LoRAs)", 8, {}),
-    ("pkg:zoo_plugins.hyper_sd/testbed", "hyper_sd tcd (unified LoRA)", 4, {"gamma": 0.3}),
-    ("pkg:zoo_plugins.hyper_sd/testbed", "hyper_sd tcd (unified LoRA)", 1, {"gamma": 1.0}),
-    ("pkg:zoo_plugins.swiftbrush/testbed", "one-step x0 t=999 (swiftbrush, snoopi)", 1, {}),
-    ("pkg:zoo_plugins.snoopi/testbed", "one-step x0 t=999 (swiftbrush, snoopi)", 1, {}),
-    ("pkg:zoo_plugins.phased_dmd/testbed", "dmd2 / phased_dmd re-noise", 4, {}),
+    ("pkg:zoo_plugins.hyper_sd/testbed/2step", "ddim trailing (Hyper-SD N-step, AGD, LoRA-distill)", 2, {}),
+    ("pkg:zoo_plugins.hyper_sd/testbed/8step", "ddim trailing (Hyper-SD N-step, AGD, LoRA-distill)", 8, {}),
+    ("pkg:zoo_plugins.hyper_sd/testbed/4step", "ddim trailing (Hyper-SD N-step, AGD, LoRA-distill)", 6, {}),
+    ("pkg:zoo_plugins.agd/testbed", "ddim trailing (Hyper-SD N-step, AGD, LoRA-distill)", 7, {}),
+    ("pkg:zoo_plugins.hyper_sd/testbed", "tcd (Hyper-SD unified LoRA)", 4, {"gamma": 0.3}),
+    ("pkg:zoo_plugins.hyper_sd/testbed", "tcd (Hyper-SD unified LoRA)", 1, {"gamma": 1.0}),
+    ("pkg:zoo_plugins.swiftbrush/testbed", "one-step x0 at t=999 (SwiftBrush, SNOOPI)", 1, {}),
+    ("pkg:zoo_plugins.snoopi/testbed", "one-step x0 at t=999 (SwiftBrush, SNOOPI)", 1, {}),
+    ("pkg:zoo_plugins.phased_dmd/testbed", "re-noise (DMD2, Phased DMD)", 4, {}),
 ]
 
 
@@ -70,14 +72,14 @@ def test_phased_dmd_ddim_and_an_lcm_start_at_800():
     phased_dmd experts with the re-noise rule): unit-variance start as in diffusers."""
     _, sampler = load_sampler(model="pkg:zoo_plugins.phased_dmd/testbed")
     expected = sampler(PROMPTS, steps=2, seed=3, stochastic=False).latents
-    torch.testing.assert_close(native_latents(sampler, "phased_dmd ddim", 2, 3), expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(native_latents(sampler, "ddim to x0 (Phased DMD deterministic)", 2, 3), expected, rtol=1e-4, atol=1e-4)
     c = sampler.components
     noise = c.initial_latents(2, c.default_size, c.default_size, 5)
     table = ksampling.sigma_table(c.alphas_cumprod)
     eps = c.unet(noise, torch.tensor(800), encoder_hidden_states=c.encode_prompt(PROMPTS)).sample
     abar = c.alphas_cumprod[800].float()
     expected_x0 = (noise - (1 - abar).sqrt() * eps) / abar.sqrt()
-    torch.testing.assert_close(native_latents(sampler, "hyper_sdxl lcm t=800 (1-step UNet)", 1, 5), expected_x0,
+    torch.testing.assert_close(native_latents(sampler, "lcm at t=800 (Hyper-SDXL 1-step UNet)", 1, 5), expected_x0,
                                rtol=1e-4, atol=1e-4)
 
 

@@ -118,6 +118,9 @@ class MethodSpec:
         artifacts: known published artifacts.
         presets: named recipes (e.g. Hyper-SD's per-step LoRAs).
         default_model: model reference used when the user names none (e.g. the embedded testbed student).
+        comfy_patch: lazy ``"module:attr"`` (or function) that applies a model folder of this method to a ComfyUI
+            MODEL: ``patch(model, resolved, *, strength, guidance) -> MODEL`` (see :mod:`zoo.comfy_native`); None
+            when the method has no native ComfyUI form.
         plugin: name of the plugin that registered the spec; filled in by the registry.
     """
 
@@ -132,6 +135,7 @@ class MethodSpec:
     artifacts: tuple[Artifact, ...] = ()
     presets: tuple[Preset, ...] = ()
     default_model: str | None = None
+    comfy_patch: str | Callable[..., Any] | None = None
     plugin: str | None = None
 
     def __post_init__(self) -> None:
@@ -153,7 +157,8 @@ class MethodSpec:
         return (self.name, *self.aliases)
 
     def load(self, what: str) -> Any:
-        """Import and return the lazy target ``what`` (``"sampler"``, ``"trainer"`` or ``"config"``)."""
+        """Import and return the lazy target ``what`` (``"sampler"``, ``"trainer"``, ``"config"`` or
+        ``"comfy_patch"``)."""
         target = getattr(self, what)
         if not isinstance(target, str):
             return target
@@ -204,5 +209,6 @@ class MethodSpec:
             "artifacts": plain(self.artifacts),
             "presets": plain(self.presets),
             "default_model": self.default_model,
+            "comfy_patch": plain(self.comfy_patch),
             "plugin": self.plugin,
         }

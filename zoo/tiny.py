@@ -39,8 +39,9 @@ def byte_level_clip_tokenizer():
                          eos_token="<|endoftext|>", pad_token="<|endoftext|>", unk_token="<|endoftext|>")
 
 
-def build_tiny_sd(path: str | Path, seed: int = 0, cross_attention_dim: int = 32) -> Path:
-    """Write a tiny random SD pipeline folder at ``path`` and return the path."""
+def build_tiny_sd(path: str | Path, seed: int = 0, cross_attention_dim: int = 32, norm_num_groups: int = 8) -> Path:
+    """Write a tiny random SD pipeline folder at ``path`` and return the path. ``norm_num_groups=32`` gives the UNet
+    the SD1.5 layout ComfyUI's UNet can hold (its GroupNorm always has 32 groups)."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -54,7 +55,7 @@ def build_tiny_sd(path: str | Path, seed: int = 0, cross_attention_dim: int = 32
     unet = UNet2DConditionModel(
         sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=cross_attention_dim, attention_head_dim=8, norm_num_groups=8)
+        cross_attention_dim=cross_attention_dim, attention_head_dim=8, norm_num_groups=norm_num_groups)
     vae = AutoencoderKL(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
                         up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, layers_per_block=1,
                         norm_num_groups=8, sample_size=16)

@@ -19,4 +19,5 @@ def register_methods(register):
         trainer="zoo_plugins.agd.trainer:AGDTrainer",
         config="zoo_plugins.agd.config:AGDConfig",
         default_model="pkg:zoo_plugins.agd/testbed",
+        comfy_patch="zoo_plugins.agd.comfy:patch_model",
     ))

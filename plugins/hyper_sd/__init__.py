@@ -36,4 +36,5 @@ def register_methods(register):
         artifacts=tuple(p.artifact for p in presets),
         presets=presets,
         default_model="pkg:zoo_plugins.hyper_sd/testbed",
+        comfy_patch="zoo_plugins.hyper_sd.comfy:patch_model",
     ))

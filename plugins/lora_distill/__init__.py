@@ -17,4 +17,5 @@ def register_methods(register):
         trainer="zoo_plugins.lora_distill.trainer:LoRADistillTrainer",
         config="zoo_plugins.lora_distill.config:LoRADistillConfig",
         default_model="pkg:zoo_plugins.lora_distill/testbed",
+        comfy_patch="zoo_plugins.lora_distill.comfy:patch_model",
     ))

@@ -19,6 +19,7 @@ SPEC = MethodSpec(
     trainer="zoo_plugins.phased_dmd.trainer:build_trainer",
     config="zoo_plugins.phased_dmd.config:PhasedDMDConfig",
     default_model="pkg:zoo_plugins.phased_dmd/testbed",
+    comfy_patch="zoo_plugins.phased_dmd.comfy:patch_model",
 )
 
 

@@ -18,6 +18,7 @@ SPEC = MethodSpec(
     trainer="zoo_plugins.snoopi.trainer:build_trainer",
     config="zoo_plugins.snoopi.config:SnoopiConfig",
     default_model="pkg:zoo_plugins.snoopi/testbed",
+    comfy_patch="zoo.comfy_native:apply_student_unet",
 )
 
 

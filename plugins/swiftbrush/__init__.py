@@ -21,6 +21,7 @@ SPEC = MethodSpec(
                         description="SwiftBrush v1 on SD2.1-base: a full diffusers StableDiffusionPipeline folder",
                         settings={"steps": 1, "guidance_scale": 0.0}),),
     default_model="pkg:zoo_plugins.swiftbrush/testbed",
+    comfy_patch="zoo.comfy_native:apply_student_unet",
 )
 
 

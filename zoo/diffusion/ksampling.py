@@ -25,6 +25,10 @@ Details that make the result equal to ``zoo run`` step for step:
 * *Fresh noise*: drawn from a CPU generator seeded with ``seed + 1`` in the latent's shape, as the zoo's samplers do
   (:meth:`zoo.t2i.TextToImageSampler.__call__`); the initial noise of ComfyUI's ``prepare_noise`` (seed ``seed``)
   already equals the zoo's initial latents.
+* *DDIM's jump*: diffusers' ``DDIMScheduler`` steps from ``t`` to ``t - T // N`` (N = number of steps), which is
+  not always the next listed timestep (with 6 trailing steps 999 lands on 833, then is evaluated as 832).
+  ``jump="diffusers"`` lands where diffusers does and carries the sample over to the next sigma as diffusers does
+  (same VP sample), ``jump="next"`` lands on the next sigma.
 * *End*: diffusers' DDIM and TCD schedulers of SD models (``set_alpha_to_one=False``) end at the noise level of
   t = 0, not at x0. ``final="timestep0"`` returns that sample, in the clean-latent scale ComfyUI expects
   (``sqrt(ᾱ_0) (x0 + sigma_0 d)``); ``final="clean"`` returns x0.
@@ -73,7 +77,7 @@ def fresh_noise_generator(seed: int | None) -> torch.Generator:
 def sample_few_step(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: torch.Tensor,
                     extra_args: dict[str, Any] | None = None, callback: Callable | None = None,
                     disable: bool | None = None, *, table: torch.Tensor, rule: str = "ddim", gamma: float = 0.3,
-                    final: str = "clean", unit_start: bool = False,
+                    final: str = "clean", jump: str = "next", unit_start: bool = False,
                     interrupt: Callable[[], None] | None = None) -> torch.Tensor:
     """Run ``rule`` over ``sigmas`` (k-diffusion sampler signature; see the module docstring).
 
@@ -86,6 +90,7 @@ def sample_few_step(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas:
         gamma: TCD's gamma (diffusers ``eta``) in [0, 1].
         final: what the last step returns when it ends at sigma 0: ``clean`` (x0) or ``timestep0`` (diffusers'
             DDIM / TCD end, at the noise level of t = 0).
+        jump: where a DDIM step lands: ``next`` (the next sigma) or ``diffusers`` (``t - T // N``, see above).
         unit_start: rescale ``x`` from ``noise * sigma_0`` to ``noise * sqrt(1 + sigma_0²)`` (see "Start").
         interrupt: called before every model evaluation (ComfyUI's Cancel check).
     """
@@ -93,6 +98,8 @@ def sample_few_step(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas:
         raise ValueError(f"Unknown rule {rule!r}; use one of {', '.join(RULES)}")
     if final not in FINALS:
         raise ValueError(f"Unknown final {final!r}; use one of {', '.join(FINALS)}")
+    if jump not in ("next", "diffusers"):
+        raise ValueError(f"Unknown jump {jump!r}; use next or diffusers")
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma={gamma} is out of range for TCD: use a value in [0, 1]")
     extra_args = {} if extra_args is None else extra_args
@@ -124,6 +131,9 @@ def sample_few_step(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas:
                 x = x_s + math.sqrt(max(sigma_next ** 2 - sigma_s ** 2, 0.0)) * fresh() if gamma > 0 else x_s
             else:  # diffusers' TCD ends at timestep s = 0, in VP scale
                 x = x_s / math.sqrt(1.0 + sigma_s ** 2)
+        elif sigma_next > 0 and jump == "diffusers":
+            landing = float(table[max(timestep_of(sigma, table) - len(table) // steps, 0)])
+            x = (denoised + landing * d) * math.sqrt((1.0 + sigma_next ** 2) / (1.0 + landing ** 2))
         elif sigma_next > 0 or final == "clean":
             x = denoised + sigma_next * d
         else:
@@ -134,12 +144,13 @@ def sample_few_step(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas:
 
 # -- the methods' schedules, by name (what the ComfyUI schedule node offers) ------------------------------------------
 SCHEDULES: dict[str, dict[str, Any]] = {
-    "hyper_sd ddim trailing (N-step LoRAs)": {"rule": "ddim", "final": "timestep0", "timesteps": "ddim_trailing"},
-    "hyper_sd tcd (unified LoRA)": {"rule": "tcd", "final": "timestep0", "timesteps": "tcd"},
-    "hyper_sdxl lcm t=800 (1-step UNet)": {"rule": "renoise", "final": "clean", "timesteps": "lcm800"},
-    "one-step x0 t=999 (swiftbrush, snoopi)": {"rule": "ddim", "final": "clean", "timesteps": "last"},
-    "dmd2 / phased_dmd re-noise": {"rule": "renoise", "final": "clean", "timesteps": "trailing"},
-    "phased_dmd ddim": {"rule": "ddim", "final": "clean", "timesteps": "trailing"},
+    "ddim trailing (Hyper-SD N-step, AGD, LoRA-distill)":
+        {"rule": "ddim", "final": "timestep0", "jump": "diffusers", "timesteps": "ddim_trailing"},
+    "tcd (Hyper-SD unified LoRA)": {"rule": "tcd", "final": "timestep0", "timesteps": "tcd"},
+    "lcm at t=800 (Hyper-SDXL 1-step UNet)": {"rule": "renoise", "final": "clean", "timesteps": "lcm800"},
+    "one-step x0 at t=999 (SwiftBrush, SNOOPI)": {"rule": "ddim", "final": "clean", "timesteps": "last"},
+    "re-noise (DMD2, Phased DMD)": {"rule": "renoise", "final": "clean", "timesteps": "trailing"},
+    "ddim to x0 (Phased DMD deterministic)": {"rule": "ddim", "final": "clean", "timesteps": "trailing"},
 }
 """Each method's few-step rule (see the module docstring) and where its timesteps come from, as ``zoo run`` uses
 them: ``ddim_trailing``/``tcd`` = the timesteps of diffusers' ``DDIMScheduler(timestep_spacing="trailing")`` /

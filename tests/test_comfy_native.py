@@ -1,0 +1,118 @@
+"""Equivalence inside real ComfyUI code: every text-to-image method, run natively in ComfyUI (its own MODEL, the
+pack's patch and schedule nodes, core ``SamplerCustom``), gives the latents ``zoo run`` gives for the same model,
+seed and timesteps.
+
+The pack is loaded with ComfyUI's own custom-node loader from the repository root (the ``git clone`` layout), the
+models are found through ComfyUI's ``folder_paths``, and the base UNet is ComfyUI's own (``SD15`` model config,
+``ModelPatcher``), filled with the diffusers weights through ComfyUI's ``unet_to_diffusers`` key map. One ComfyUI
+process runs every case (tests/fixtures_comfy.py). Tolerance: 1e-4 on latents of magnitude ~1-5 (fp32, different
+attention kernels); a wrong rule (e.g. a clean end instead of diffusers' t = 0 end) is off by ~1e-1.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from fixtures_comfy import COMFY_UNET_CONFIG, build_students, run_in_comfy
+from safetensors.torch import load_file, save_file
+
+from zoo.loading import load_sampler
+
+PROMPTS = ["a red circle", "a blue square"]
+SEED = 5
+CASES = {
+    # name: (student folder, schedule, steps, zoo call options, native options)
+    "swiftbrush": ("swiftbrush", "one-step x0 at t=999 (SwiftBrush, SNOOPI)", 1, {}, {}),
+    "snoopi_nasa": ("snoopi", "one-step x0 at t=999 (SwiftBrush, SNOOPI)", 1,
+                    {"negative_prompt": "red", "nasa_alpha": 0.5}, {"nasa": 0.5}),
+    "phased_dmd": ("phased_dmd", "re-noise (DMD2, Phased DMD)", 4, {}, {}),
+    "hyper_sd_tcd": ("hyper_sd_tcd", "tcd (Hyper-SD unified LoRA)", 4, {"eta": 0.3}, {"gamma": 0.3}),
+    "hyper_sd_ddim": ("hyper_sd_ddim", "ddim trailing (Hyper-SD N-step, AGD, LoRA-distill)", 2, {}, {}),
+    "lora_distill": ("lora_distill", "ddim trailing (Hyper-SD N-step, AGD, LoRA-distill)", 6, {}, {"guidance": 4.0}),
+    "agd": ("agd", "ddim trailing (Hyper-SD N-step, AGD, LoRA-distill)", 6, {}, {"guidance": 4.0}),
+}
+
+COMFY_SCRIPT = r"""
+import torch
+from safetensors.torch import load_file
+import comfy.model_management, comfy.model_patcher, comfy.supported_models, comfy.utils, folder_paths, nodes
+from comfy_extras.nodes_custom_sampler import SamplerCustom
+
+cpu = torch.device("cpu")
+unet_config = dict(UNET_CONFIG, dtype=torch.float32)
+model_config = comfy.supported_models.SD15(unet_config)
+base = model_config.get_model({}, "", device=cpu)
+mapping = comfy.utils.unet_to_diffusers(unet_config)
+diffusers = load_file(BASE_UNET)
+missing, unexpected = base.diffusion_model.load_state_dict({mapping[k]: v for k, v in diffusers.items()}, strict=True)
+patcher = comfy.model_patcher.ModelPatcher(base, load_device=cpu, offload_device=cpu)
+
+assert nodes.load_custom_node(REPO), "ComfyUI could not load the pack from the repository root"
+pack = nodes.NODE_CLASS_MAPPINGS
+for folder in ("unet", "diffusion_models"):
+    if folder in folder_paths.folder_names_and_paths:
+        folder_paths.add_model_folder_path(folder, STUDENTS)
+choices = pack["DistillZooApplyModel"].INPUT_TYPES()["required"]["zoo_model"][0]
+tensors = load_file(TENSORS)
+cond = [[tensors["cond"], {}]]
+results = {}
+for name, case in CASES.items():
+    choice = next(c for c in choices if c.endswith(case["folder"] + "/zoo.json"))
+    model = pack["DistillZooApplyModel"]().apply(patcher, choice, 1.0, case.get("guidance", -1.0))[0]
+    if "nasa" in case:
+        model = pack["DistillZooNASA"]().patch(model, [[tensors["negative"], {}]], case["nasa"])[0]
+    sampler, sigmas = pack["DistillZooFewStepSchedule"]().build(model, case["schedule"], case["steps"],
+                                                                case.get("gamma", 0.3))
+    latent = {"samples": torch.zeros(len(PROMPTS), 4, 8, 8)}
+    out, _ = SamplerCustom().sample(model, True, SEED, 1.0, cond, cond, sampler, sigmas, latent)
+    got = out["samples"] * model.model.latent_format.scale_factor
+    results[name] = {"latents": got.flatten().tolist(), "sigmas": sigmas.tolist()}
+print(json.dumps({"results": results, "choices": choices}))
+"""
+
+
+@pytest.fixture(scope="module")
+def native_run(tmp_path_factory):
+    """Every case through ``zoo run``'s sampler here and natively in one ComfyUI process."""
+    root = tmp_path_factory.mktemp("comfy-native")
+    folders = build_students(root)
+    expected, tensors = {}, {}
+    for name, (folder, _, steps, options, _) in CASES.items():
+        _, sampler = load_sampler(model=str(folders[folder]))
+        expected[name] = sampler(PROMPTS, steps=steps, seed=SEED, **options).latents
+        tensors.setdefault("cond", sampler.components.encode_prompt(PROMPTS).contiguous())
+        tensors.setdefault("negative", sampler.components.encode_prompt(["red"]).contiguous())
+    save_file(tensors, str(root / "tensors.safetensors"))
+    cases = {name: {"folder": folder, "schedule": schedule, "steps": steps, **native}
+             for name, (folder, schedule, steps, _, native) in CASES.items()}
+    output = run_in_comfy(COMFY_SCRIPT, UNET_CONFIG=COMFY_UNET_CONFIG, CASES=cases, PROMPTS=PROMPTS, SEED=SEED,
+                          BASE_UNET=str(folders["base"] / "unet" / "diffusion_pytorch_model.safetensors"),
+                          STUDENTS=str(root / "students"), TENSORS=str(root / "tensors.safetensors"))
+    return expected, output
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_native_comfyui_graph_equals_zoo_run(native_run, name):
+    expected, output = native_run
+    got = torch.tensor(output["results"][name]["latents"]).reshape(expected[name].shape)
+    assert expected[name].abs().max() > 0.5  # a real image latent, not a degenerate zero
+    torch.testing.assert_close(got, expected[name].float(), rtol=1e-4, atol=1e-4)
+
+
+def test_the_pack_lists_every_export_found_in_comfyuis_model_folders(native_run):
+    _, output = native_run
+    listed = sorted(choice.split(": ", 1)[1] for choice in output["choices"])
+    assert listed == sorted(f"{folder}/zoo.json" for folder in {case[0] for case in CASES.values()})
+
+
+def test_installing_the_pack_changed_none_of_comfyuis_packages():
+    """scripts/setup_comfy.sh installs distill-zoo into ComfyUI's environment as a user would and records the
+    package versions before and after."""
+    from fixtures_comfy import ROOT, comfy_root
+
+    comfy_root()  # fails with the set-up command when the environment is missing
+    record = json.loads((ROOT / ".venv-comfy" / "pack-install.json").read_text())
+    assert record["changed"] == {}
+    assert "distill-zoo" in record["added"] and "torch" in record["before"] and "transformers" in record["before"]
