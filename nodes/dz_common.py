@@ -86,6 +86,45 @@ def progress_reporter(description: str) -> Iterator[Callable[[int, int], None]]:
             bar.close()
 
 
+def _modules_of(obj: Any, depth: int = 2) -> list:
+    """The torch modules a sampler holds: its attributes, their values in dicts, and one level below (components)."""
+    import torch
+
+    found: list = []
+    values = list(vars(obj).values()) if hasattr(obj, "__dict__") else []
+    for value in values:
+        if isinstance(value, torch.nn.Module):
+            found.append(value)
+        elif isinstance(value, dict):
+            found += [v for v in value.values() if isinstance(v, torch.nn.Module)]
+        elif depth > 1 and hasattr(value, "__dict__") and not isinstance(value, type):
+            found += _modules_of(value, depth - 1)
+    return found
+
+
+@contextlib.contextmanager
+def cancellable(sampler: Any) -> Iterator[None]:
+    """Inside ComfyUI, the Cancel button is checked before every submodule of the sampler's networks runs, so a
+    node stops within one block's time even inside one long UNet call or VAE decode (the progress callback checks
+    only between steps). Outside ComfyUI this does nothing."""
+    try:
+        import comfy.model_management as model_management
+    except ImportError:
+        yield
+        return
+
+    def check(*_):
+        model_management.throw_exception_if_processing_interrupted()
+
+    handles = [module.register_forward_pre_hook(check) for root in {id(m): m for m in _modules_of(sampler)}.values()
+               for module in root.modules()]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def images_to_comfy(images: Any):
     """``[B, 3, H, W]`` tensor or a list of PIL images → ComfyUI IMAGE ``[B, H, W, 3]`` float32 in 0..1 (CPU)."""
     import numpy as np

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from .dz_common import (ATTENTION, CATEGORY, DEVICES, DTYPES, MAX_SEED, MAX_SIZE, MODEL_TYPE, LoadedModel,
-                        images_to_comfy, latents_to_comfy, progress_reporter)
+                        cancellable, images_to_comfy, latents_to_comfy, progress_reporter)
 
 NO_PRESETS = "(no presets registered)"
 
@@ -179,7 +179,7 @@ class DistillZooSampler:
         if not isinstance(model, LoadedModel) or (model.spec is not None and model.spec.task != "text-to-image"):
             raise InputError("The sampler needs a text-to-image model from DistillZooLoadModel or DistillZooLoadPreset")
         options = {"nasa_alpha": nasa_alpha} if nasa_alpha >= 0 else {}
-        with progress_reporter("distill-zoo sampling") as progress:
+        with progress_reporter("distill-zoo sampling") as progress, cancellable(model.sampler):
             result = model.sampler(prompt, negative_prompt=negative_prompt or None, steps=steps,
                                    guidance_scale=None if guidance_scale < 0 else guidance_scale, seed=seed,
                                    height=height or None, width=width or None, batch_size=batch_size,

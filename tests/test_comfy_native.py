@@ -49,8 +49,7 @@ diffusers = load_file(BASE_UNET)
 missing, unexpected = base.diffusion_model.load_state_dict({mapping[k]: v for k, v in diffusers.items()}, strict=True)
 patcher = comfy.model_patcher.ModelPatcher(base, load_device=cpu, offload_device=cpu)
 
-assert nodes.load_custom_node(REPO), "ComfyUI could not load the pack from the repository root"
-pack = nodes.NODE_CLASS_MAPPINGS
+pack = load_pack()
 for folder in ("unet", "diffusion_models"):
     if folder in folder_paths.folder_names_and_paths:
         folder_paths.add_model_folder_path(folder, STUDENTS)
@@ -116,3 +115,49 @@ def test_installing_the_pack_changed_none_of_comfyuis_packages():
     record = json.loads((ROOT / ".venv-comfy" / "pack-install.json").read_text())
     assert record["changed"] == {}
     assert "distill-zoo" in record["added"] and "torch" in record["before"] and "transformers" in record["before"]
+
+
+CANCEL_SCRIPT = r"""
+import comfy.model_management as mm
+
+pack = load_pack()
+report = {}
+
+# 1. Text to image: Cancel pressed inside the first UNet call (after its middle block).
+loaded = pack["DistillZooLoadModel"]().load("auto", "", "cpu", "fp32", "auto")[0]
+unet = loaded.sampler.components.unet
+finished = []
+unet.register_forward_hook(lambda *args: finished.append("unet"))
+handle = unet.mid_block.register_forward_hook(lambda *args: mm.interrupt_current_processing(True))
+try:
+    pack["DistillZooSampler"]().sample(loaded, "a red circle", "", 4, -1.0, 0, 0, 0, 1, -1.0)
+    report["t2i"] = "finished"
+except mm.InterruptProcessingException:
+    report["t2i"] = "interrupted"
+report["t2i_unet_calls_finished"] = len(finished)
+handle.remove()
+images = pack["DistillZooSampler"]().sample(loaded, "a red circle", "", 2, -1.0, 0, 0, 0, 1, -1.0)[0]
+report["t2i_after"] = list(images.shape)
+
+# 2. Upscaling with YONOS-SR: Cancel pressed inside the VAE encoder of the first batch of tiles.
+import torch
+upscaler = pack["DistillZooLoadUpscaleModel"]().load("yonos_sr", "", "cpu", "fp32")[0]
+encoder = upscaler.sampler.model.vae.encoder
+handle = encoder.mid_block.register_forward_hook(lambda *args: mm.interrupt_current_processing(True))
+try:
+    pack["DistillZooUpscale"]().upscale(upscaler, torch.rand(1, 96, 96, 3), 0, 0, 1, 0)
+    report["sr"] = "finished"
+except mm.InterruptProcessingException:
+    report["sr"] = "interrupted"
+handle.remove()
+print(json.dumps(report))
+"""
+
+
+def test_cancel_stops_inside_one_network_call_in_real_comfyui():
+    """ComfyUI's Cancel (interrupt_current_processing) pressed while a UNet call or a VAE encode is running stops
+    the node before that call finishes; the next run works."""
+    report = run_in_comfy(CANCEL_SCRIPT)
+    assert report["t2i"] == "interrupted" and report["t2i_unet_calls_finished"] == 0
+    assert report["t2i_after"] == [1, 32, 32, 3]
+    assert report["sr"] == "interrupted"

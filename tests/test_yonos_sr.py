@@ -321,6 +321,51 @@ def test_sampler_tiling_matches_shape_and_whole_image_when_one_tile(model_folder
     assert np.array_equal(whole, big_tile)
 
 
+def test_tiles_run_in_batches_with_progress_between_and_equal_one_batch(model_folder, monkeypatch):
+    """Tiles are denoised TILE_BATCH at a time with a progress call (a front-end's Cancel check) after each batch's
+    steps; the noise of all tiles is drawn up front, so the image equals the one-batch result (up to one 8-bit level
+    where convolutions round differently for another batch size)."""
+    from zoo_plugins.yonos_sr import sampler as yonos
+
+    sampler = make_sampler(model_folder)
+    image = (np.random.default_rng(5).random((24, 40, 3))).astype(np.float32)
+    calls = []
+    batched = sampler(image, tile=12, steps=2, progress=lambda done, total: calls.append((done, total)))
+    tiles = len(calls) // 2
+    assert tiles == -(-batched.metadata["tiles"] // yonos.TILE_BATCH) >= 2  # several batches
+    assert calls == [(k, 2 * tiles) for k in range(1, 2 * tiles + 1)]
+    monkeypatch.setattr(yonos, "TILE_BATCH", 1000)
+    one_batch = sampler(image, tile=12, steps=2)
+    difference = np.abs(np.asarray(batched.images[0], dtype=int) - np.asarray(one_batch.images[0], dtype=int))
+    assert difference.max() <= 1 and difference.mean() < 0.01
+
+
+def test_cancel_inside_a_tiled_upscale_stops_after_the_current_batch(model_folder):
+    class Cancelled(Exception):
+        pass
+
+    sampler = make_sampler(model_folder)
+    image = (np.random.default_rng(6).random((24, 40, 3))).astype(np.float32)
+    seen = []
+
+    def cancel(done, total):
+        seen.append(done)
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        sampler(image, tile=12, progress=cancel)
+    assert seen == [1]
+
+
+def test_tile_none_means_automatic_tiling_of_large_images(model_folder):
+    from zoo_plugins.yonos_sr.sampler import AUTO_TILE
+
+    sampler = make_sampler(model_folder)
+    small = sampler(np.zeros((16, 16, 3), dtype=np.float32), tile=None)
+    large = sampler(np.zeros((16, AUTO_TILE + 8, 3), dtype=np.float32), tile=None)
+    assert small.metadata["tile"] == 0 and large.metadata["tile"] == AUTO_TILE
+
+
 @pytest.mark.parametrize("kwargs,match", [({"steps": 0}, "steps=0"), ({"scale": 3}, "trained for x4"),
                                           ({"tile": -1}, "tile=-1")])
 def test_sampler_bad_input_is_one_line_input_error(model_folder, kwargs, match):

@@ -10,9 +10,10 @@ spacing gives; docs/SR.md §10.1), η = 0 by default.
 student). The sampler is called as ``sampler(image, scale=None, tile=None, steps=None, seed=0, progress=None)`` and
 returns a :class:`zoo.sampling.SampleResult` whose ``nfe`` counts UNet evaluations (= steps; tiles run as one batch).
 
-``tile``: ``None`` or ``0`` upscale the whole image at once; ``N > 0`` cuts the bicubic-upsampled image into
-N-LR-pixel tiles (with ``overlap`` LR pixels of context, blended linearly), encodes and denoises them as one batch
-with one shared noise draw per tile, and stitches the decoded tiles.
+``tile``: ``0`` upscales the whole image at once; ``N > 0`` cuts the bicubic-upsampled image into N-LR-pixel tiles
+(with ``overlap`` LR pixels of context, blended linearly), encodes, denoises and decodes them :data:`TILE_BATCH` at
+a time (the noise of every tile is drawn up front, so batching changes nothing) and stitches the decoded tiles;
+``None`` (automatic) tiles images larger than :data:`AUTO_TILE` LR pixels with that tile size.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ from zoo_plugins.yonos_sr.model import YonosSRModel, new_scheduler, upsample_lr
 DEFAULT_STEPS = 1
 MAX_STEPS = 1000
 DEFAULT_OVERLAP = 4
+AUTO_TILE = 64
+"""``tile=None`` (automatic): images larger than this many LR pixels on a side are cut into tiles of this size."""
+TILE_BATCH = 4
+"""Tiles denoised together; progress (and a front-end's Cancel check) comes between batches."""
 
 
 class YonosSRSampler:
@@ -53,11 +58,13 @@ class YonosSRSampler:
     # -- core: tensors in, tensors out -------------------------------------------------------------------------
     @torch.no_grad()
     def upscale_tensor(self, lr: torch.Tensor, scale: int, steps: int, generator: torch.Generator,
-                       progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, int]:
+                       progress: Callable[[int, int], None] | None = None,
+                       noise: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
         """``[B, 3, h, w]`` LR in [0, 1] -> ``[B, 3, h*scale, w*scale]`` SR in [0, 1], and the NFE per image.
 
         1. x_up = bicubic↑scale(x_l), padded (reflect) to a multiple of the model's size multiple
-        2. z_l = E(x_up); z_T ~ N(0, I) (drawn on the CPU from ``generator``: identical on every device)
+        2. z_l = E(x_up); z_T ~ N(0, I) (``noise``, else drawn on the CPU from ``generator``: identical on every
+           device)
         3. for t in trailing(steps): ẑ = model(z_t, z_l, t); z_{t'} = DDIM step (Eq. 12 of DDIM, η = ``eta``)
         4. x̂ = D(z_0), cropped back, mapped to [0, 1]
         """
@@ -73,7 +80,9 @@ class YonosSRSampler:
         z_l = model.encode(upsampled)
         scheduler = new_scheduler(model.scheduler_config)
         scheduler.set_timesteps(steps, device=self.device)
-        latents = torch.randn(z_l.shape, generator=generator, dtype=torch.float32).to(self.device, self.dtype)
+        if noise is None:
+            noise = torch.randn(z_l.shape, generator=generator, dtype=torch.float32)
+        latents = noise.to(self.device, self.dtype)
         latents = latents * scheduler.init_noise_sigma
         nfe = 0
         for index, t in enumerate(scheduler.timesteps):
@@ -87,8 +96,9 @@ class YonosSRSampler:
         return ((decoded.float() + 1.0) / 2.0).clamp(0.0, 1.0), nfe
 
     def upscale_tiled(self, lr: torch.Tensor, scale: int, steps: int, generator: torch.Generator, tile: int,
-                      progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, int]:
-        """Tiles of ``tile`` LR pixels (plus :attr:`overlap` of context), upscaled as one batch and blended."""
+                      progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, int, int]:
+        """Tiles of ``tile`` LR pixels (plus :attr:`overlap` of context), upscaled :data:`TILE_BATCH` at a time and
+        blended. Every tile's noise is drawn first, in one draw (the same numbers as one batch of all tiles)."""
         _, _, height, width = lr.shape
         step = max(tile - 2 * self.overlap, 1)
         boxes = []
@@ -98,14 +108,28 @@ class YonosSRSampler:
                 boxes.append((max(bottom - tile, 0), max(right - tile, 0), bottom, right))
         boxes = sorted(set(boxes))
         crops = torch.cat([lr[..., t:b, l:r] for t, l, b, r in boxes])
-        upscaled, nfe = self.upscale_tensor(crops, scale, steps, generator, progress)
+        multiple, factor = self.model.size_multiple, self.model.vae_factor
+        side = [-(-length * scale // multiple) * multiple // factor for length in crops.shape[-2:]]  # padded HR / f
+        channels = self.model.vae.config.latent_channels
+        noise = torch.randn((len(boxes), channels, *side), generator=generator, dtype=torch.float32)
+        batches = range(0, len(boxes), TILE_BATCH)
+        parts = []
+        for number, first in enumerate(batches):
+            def batch_progress(done, total, _number=number):
+                if progress is not None:
+                    progress(_number * total + done, len(batches) * total)
+
+            part, nfe = self.upscale_tensor(crops[first:first + TILE_BATCH], scale, steps, generator, batch_progress,
+                                            noise=noise[first:first + TILE_BATCH])
+            parts.append(part)
+        upscaled = torch.cat(parts)
         output = torch.zeros(1, 3, height * scale, width * scale, dtype=upscaled.dtype, device=upscaled.device)
         weight = torch.zeros_like(output[:, :1])
         ramp = _blend_window(upscaled.shape[-2], upscaled.shape[-1], self.overlap * scale, upscaled.device)
         for (t, l, b, r), patch in zip(boxes, upscaled):
             output[..., t * scale:b * scale, l * scale:r * scale] += patch * ramp
             weight[..., t * scale:b * scale, l * scale:r * scale] += ramp
-        return output / weight.clamp(min=1e-8), nfe
+        return output / weight.clamp(min=1e-8), nfe, len(boxes)
 
     # -- the SR sampler contract --------------------------------------------------------------------------------
     def __call__(self, image: Any, scale: float | None = None, tile: int | None = None, steps: int | None = None,
@@ -116,8 +140,11 @@ class YonosSRSampler:
             raise InputError(f"steps={steps!r} is not valid for YONOS-SR; use an integer in 1..{MAX_STEPS} "
                              f"(1 is the method's one-step setting)")
         if tile is not None and (not isinstance(tile, int) or tile < 0):
-            raise InputError(f"tile={tile!r} is not valid; use 0 (no tiling) or a tile size in LR pixels")
+            raise InputError(f"tile={tile!r} is not valid; use 0 (no tiling), a tile size in LR pixels, or None "
+                             f"(automatic)")
         rgb = _image_to_rgb(image)
+        if tile is None:
+            tile = AUTO_TILE if max(rgb.shape[:2]) > AUTO_TILE else 0
         lr = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
         generator = torch.Generator().manual_seed(int(seed))
         started = time.perf_counter()
@@ -125,13 +152,13 @@ class YonosSRSampler:
         if tile and (height > tile or width > tile):
             if tile <= 2 * self.overlap:
                 raise InputError(f"tile={tile} must exceed twice the overlap ({2 * self.overlap} LR pixels)")
-            output, nfe = self.upscale_tiled(lr, scale, steps, generator, tile, progress)
+            output, nfe, tiles = self.upscale_tiled(lr, scale, steps, generator, tile, progress)
         else:
-            output, nfe = self.upscale_tensor(lr, scale, steps, generator, progress)
+            (output, nfe), tiles = self.upscale_tensor(lr, scale, steps, generator, progress), 1
         array = output[0].permute(1, 2, 0).float().cpu().numpy()
         metadata = {
             "method": "yonos_sr", "task": "super-resolution", "model": self.ref, "scale": scale, "steps": steps,
-            "nfe": nfe, "seed": int(seed), "eta": self.eta, "tile": tile or 0,
+            "nfe": nfe, "seed": int(seed), "eta": self.eta, "tile": tile or 0, "tiles": tiles,
             "input_size": [width, height], "output_size": [array.shape[1], array.shape[0]],
             "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
             "seconds": round(time.perf_counter() - started, 3),
