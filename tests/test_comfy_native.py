@@ -161,3 +161,51 @@ def test_cancel_stops_inside_one_network_call_in_real_comfyui():
     assert report["t2i"] == "interrupted" and report["t2i_unet_calls_finished"] == 0
     assert report["t2i_after"] == [1, 32, 32, 3]
     assert report["sr"] == "interrupted"
+
+
+SPANDREL_SCRIPT = r"""
+import numpy as np, torch
+from PIL import Image
+pack = load_pack()
+import spandrel, comfy_extras.nodes_upscale_model as upscale_nodes
+report = {"registered": "IMDN" in spandrel.MAIN_REGISTRY}
+lr = torch.from_numpy(np.asarray(Image.open(LR).convert("RGB"), dtype=np.float32) / 255.0)[None]
+uses_spandrel = "spandrel" in open(upscale_nodes.__file__).read()
+if uses_spandrel:  # current ComfyUI: the core nodes, with the file in models/upscale_models
+    import folder_paths
+    folder_paths.add_model_folder_path("upscale_models", WEIGHTS_DIR)
+    model = upscale_nodes.UpscaleModelLoader().load_model(WEIGHTS_NAME)[0]
+    image = upscale_nodes.ImageUpscaleWithModel().upscale(model, lr)[0]
+else:  # ComfyUI of early 2024 loads upscalers without spandrel: spandrel's own loader, as newer core nodes call it
+    from comfy.utils import load_torch_file
+    model = spandrel.ModelLoader().load_from_state_dict(load_torch_file(WEIGHTS_DIR + "/" + WEIGHTS_NAME,
+                                                                        safe_load=True)).eval()
+    image = model(lr.movedim(-1, 1)).movedim(1, -1).clamp(0, 1)
+report.update(core_nodes=uses_spandrel, architecture=str(model.architecture.id), scale=model.scale,
+              pixels=(image[0].numpy() * 255).round().astype(np.uint8).flatten().tolist(), shape=list(image.shape))
+print(json.dumps(report))
+"""
+
+
+def test_core_upscale_nodes_run_the_official_imdn_weights(tmp_path):
+    """The official IMDN_x4.pth in ComfyUI's models/upscale_models, loaded by spandrel (IMDN registered by the pack),
+    gives the picture `zoo upscale imdn` gives on Set5 (baby, x4 bicubic LR), up to 8-bit rounding."""
+    import shutil
+
+    import numpy as np
+    from conftest import SHARED_DATA
+    from PIL import Image
+
+    from zoo.loading import load_sampler
+
+    weights = SHARED_DATA / "imdn" / "checkpoints" / "IMDN_x4.pth"
+    shutil.copy(weights, tmp_path / weights.name)
+    lr = SHARED_DATA / "imdn" / "Set5" / "LR_bicubic" / "X4" / "babyx4.bmp"
+    report = run_in_comfy(SPANDREL_SCRIPT, LR=str(lr), WEIGHTS_DIR=str(tmp_path), WEIGHTS_NAME=weights.name)
+    assert report["registered"] and report["architecture"] == "IMDN" and report["scale"] == 4
+    _, sampler = load_sampler("imdn", str(weights))
+    expected = np.asarray(sampler(Image.open(lr), tile=0).images[0], dtype=int)
+    got = np.array(report["pixels"], dtype=int).reshape(report["shape"][1:])
+    assert got.shape == expected.shape == (512, 512, 3)
+    difference = np.abs(got - expected)
+    assert difference.max() <= 1 and difference.mean() < 0.01

@@ -121,6 +121,9 @@ class MethodSpec:
         comfy_patch: lazy ``"module:attr"`` (or function) that applies a model folder of this method to a ComfyUI
             MODEL: ``patch(model, resolved, *, strength, guidance) -> MODEL`` (see :mod:`zoo.comfy_native`); None
             when the method has no native ComfyUI form.
+        spandrel_arch: lazy ``"module:attr"`` (or function) returning a ``spandrel.ArchSupport`` for this method's
+            weights files, so that ComfyUI's core upscale-model loader runs them (registered by the node pack where
+            spandrel is installed); None otherwise.
         plugin: name of the plugin that registered the spec; filled in by the registry.
     """
 
@@ -136,6 +139,7 @@ class MethodSpec:
     presets: tuple[Preset, ...] = ()
     default_model: str | None = None
     comfy_patch: str | Callable[..., Any] | None = None
+    spandrel_arch: str | Callable[..., Any] | None = None
     plugin: str | None = None
 
     def __post_init__(self) -> None:
@@ -158,7 +162,7 @@ class MethodSpec:
 
     def load(self, what: str) -> Any:
         """Import and return the lazy target ``what`` (``"sampler"``, ``"trainer"``, ``"config"`` or
-        ``"comfy_patch"``)."""
+        ``"comfy_patch"``, ``"spandrel_arch"``)."""
         target = getattr(self, what)
         if not isinstance(target, str):
             return target
@@ -210,5 +214,6 @@ class MethodSpec:
             "presets": plain(self.presets),
             "default_model": self.default_model,
             "comfy_patch": plain(self.comfy_patch),
+            "spandrel_arch": plain(self.spandrel_arch),
             "plugin": self.plugin,
         }

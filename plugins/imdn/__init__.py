@@ -49,4 +49,5 @@ def register_methods(register):
         config="zoo_plugins.imdn.config:IMDNConfig",
         presets=_presets(),
         default_model=None,
+        spandrel_arch="zoo_plugins.imdn.spandrel_arch:arch_support",
     ))
