@@ -11,6 +11,20 @@ from .dz_common import (CATEGORY, DEVICES, DTYPES, MAX_SEED, UPSCALE_MODEL_TYPE,
 from .dz_text_to_image import _model_ref_problem
 
 
+def upscale_model_file(name: str) -> str | None:
+    """The full path of ``name`` when it is a file in ComfyUI's ``models/upscale_models`` (None otherwise)."""
+    try:
+        import folder_paths
+    except ImportError:
+        return None
+    name = (name or "").strip()
+    if not name or "upscale_models" not in getattr(folder_paths, "folder_names_and_paths", {}):
+        return None
+    if name not in folder_paths.get_filename_list("upscale_models"):
+        return None
+    return folder_paths.get_full_path("upscale_models", name)
+
+
 class DistillZooLoadUpscaleModel:
     """Load a distilled super-resolution model of any registered method."""
 
@@ -21,8 +35,9 @@ class DistillZooLoadUpscaleModel:
         return {"required": {
             "method": (method_choices(SUPER_RESOLUTION), {"default": "auto",
                                                           "tooltip": "auto: the method named in the model's zoo.json"}),
-            "model": ("STRING", {"default": "", "tooltip": "hub id, folder or pkg: ref; empty: the method's "
-                                                           "default model"}),
+            "model": ("STRING", {"default": "", "tooltip": "a file name in ComfyUI's models/upscale_models (e.g. "
+                                                           "IMDN_x4.pth), a hub id, folder or pkg: ref; empty: the "
+                                                           "method's default model"}),
             "device": (DEVICES, {"default": "auto"}),
             "dtype": (DTYPES, {"default": "auto"}),
         }}
@@ -35,12 +50,18 @@ class DistillZooLoadUpscaleModel:
 
     @classmethod
     def VALIDATE_INPUTS(cls, model=""):
+        if upscale_model_file(model):
+            return True
+        name = (model or "").strip()
+        if name.lower().endswith((".pth", ".pt", ".safetensors")) and "/" not in name and "\\" not in name:
+            return (f"{name} is not in ComfyUI's models/upscale_models; put the weights file there (for IMDN: the "
+                    f"official checkpoints of github.com/Zheng222/IMDN) and refresh")
         return _model_ref_problem(model) or True
 
     def load(self, method, model, device, dtype):
         from zoo.frontend import SUPER_RESOLUTION, load
 
-        spec, sampler = load(SUPER_RESOLUTION, method, model, device=device, dtype=dtype)
+        spec, sampler = load(SUPER_RESOLUTION, method, upscale_model_file(model) or model, device=device, dtype=dtype)
         return (LoadedModel(spec, sampler, method, model),)
 
 

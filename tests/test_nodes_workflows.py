@@ -2,8 +2,10 @@
 
 The workflows name the real defaults (testbed students, the Hyper-SD hub repository, official IMDN weights). Here the
 model references are pointed at tiny random models so each run takes seconds: text-to-image loaders get a tiny SD
-folder, IMDN loaders a tiny IMDN checkpoint (YONOS-SR runs its small committed testbed student), and the Hyper-SD preset's base model and LoRA are served by the olah
-hub fixture under their real repository ids. Everything else (methods, links, widget values) runs as shipped.
+folder, the IMDN weights file the IMDN workflows name (IMDN_x4.pth in models/upscale_models) is a tiny IMDN checkpoint
+of that name (YONOS-SR runs its small committed testbed student), and the Hyper-SD preset's base model and LoRA are
+served by the olah hub fixture under their real repository ids. Everything else (methods, links, widget values and
+the IMDN file name) runs as shipped.
 """
 
 import json
@@ -36,7 +38,7 @@ def tiny_imdn(tmp_path_factory):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("imdn")
     network = IMDN(num_features=16, num_blocks=2, upscale=4)
-    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(folder / "IMDN_x4.safetensors"))
+    torch.save(network.state_dict(), folder / "IMDN_x4.pth")  # the official file's name and format
     return folder
 
 
@@ -103,13 +105,14 @@ def test_example_workflow_runs(path, tiny_sd, tiny_imdn, tmp_path, request):
         if node["class_type"] == "DistillZooLoadModel":
             fixture = TINY_LAYOUT.get(node["inputs"]["method"])
             node["inputs"]["model"] = str(request.getfixturevalue(fixture) if fixture else tiny_sd)
-        elif node["class_type"] == "DistillZooLoadUpscaleModel" and node["inputs"]["method"] == "imdn":
-            node["inputs"]["model"] = str(tiny_imdn)  # other SR methods run their committed testbed default
     if any(n["class_type"] == "DistillZooLoadPreset" for n in workflow.values()):
         _serve_hyper_sd(request.getfixturevalue("hub_server"), tiny_sd, tmp_path, workflow)
 
     with ComfyHarness(PACK, base_dir=tmp_path / "comfy") as comfy:
         Image.new("RGB", (12, 8), (200, 30, 30)).save(comfy.input_dir / "example.png")
+        import folder_paths
+
+        folder_paths.add_model_folder_path("upscale_models", str(tiny_imdn))
         outcome = comfy.run(workflow)
         assert outcome.ok, outcome.describe()
         saved = [node for node, ui in outcome.ui.items() if ui.get("images")]

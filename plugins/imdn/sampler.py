@@ -234,8 +234,9 @@ def build_sampler(model: ResolvedModel | None, *, device: str | torch.device = "
         raise InputError(f"Unknown IMDN sampler option(s): {', '.join(sorted(options))}; valid: variant, overlap, "
                          "alpha, preset")
     if model is None:
-        raise InputError(f"IMDN needs weights: pass --model PATH (a .pth/.safetensors file or a folder of them); "
-                         f"{GET_WEIGHTS_HINT} (distill-zoo ships none: the IMDN repository publishes no license)")
+        raise InputError(f"IMDN needs weights: give the model as an IMDN .pth/.safetensors file or a folder of them "
+                         f"(in ComfyUI: a file name in models/upscale_models); {GET_WEIGHTS_HINT} (distill-zoo "
+                         f"ships none: the IMDN repository publishes no license)")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("CUDA was requested but torch.cuda.is_available() is False; use --device cpu")
