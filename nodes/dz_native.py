@@ -177,53 +177,53 @@ class DistillZooNASA:
 
 
 MODEL_FOLDERS = ("diffusion_models", "unet", "loras", "checkpoints")
-"""ComfyUI model folders searched for distill-zoo exports (a folder holding ``zoo.json``)."""
+"""ComfyUI model folders searched for distill-zoo exports (a folder holding ``zoo.json``), in this order."""
 NO_ZOO_MODELS = "(no distill-zoo export in ComfyUI's model folders)"
 
 
-def zoo_model_choices(max_depth: int = 3) -> list[str]:
-    """``"<folder>: <path>/zoo.json"`` for every distill-zoo export under ComfyUI's model folders (a few levels
-    deep), found without leaving them."""
+def _model_roots():
+    """``(folder name, base path)`` of ComfyUI's model folders searched for distill-zoo exports."""
     import os
 
     import folder_paths
 
+    for folder in MODEL_FOLDERS:
+        if folder in getattr(folder_paths, "folder_names_and_paths", {}):
+            for base in folder_paths.get_folder_paths(folder):
+                if os.path.isdir(base):
+                    yield folder, base
+
+
+def zoo_model_choices(max_depth: int = 3) -> list[str]:
+    """``"<path>/zoo.json"`` (relative to its model folder) of every distill-zoo export under ComfyUI's model folders
+    (a few levels deep), found without leaving them."""
+    import os
+
     from zoo.spec import MANIFEST_NAME
 
-    found = []
-    for folder in MODEL_FOLDERS:
-        if folder not in getattr(folder_paths, "folder_names_and_paths", {}):
-            continue
-        for base in folder_paths.get_folder_paths(folder):
-            if not os.path.isdir(base):
-                continue
-            for root, dirs, files in os.walk(base):
-                depth = os.path.relpath(root, base).count(os.sep) + (root != base)
-                if depth >= max_depth:
-                    dirs[:] = []
-                if MANIFEST_NAME in files:
-                    found.append(f"{folder}: {os.path.relpath(os.path.join(root, MANIFEST_NAME), base)}")
-    return sorted(set(found)) or [NO_ZOO_MODELS]
+    found = set()
+    for _, base in _model_roots():
+        for root, dirs, files in os.walk(base):
+            if os.path.relpath(root, base).count(os.sep) + (root != base) >= max_depth:
+                dirs[:] = []
+            if MANIFEST_NAME in files:
+                found.add(os.path.relpath(os.path.join(root, MANIFEST_NAME), base).replace(os.sep, "/"))
+    return sorted(found) or [NO_ZOO_MODELS]
 
 
 def resolve_zoo_model(choice: str):
     """The :class:`zoo.spec.ResolvedModel` of a ``zoo_model_choices`` entry, confined to ComfyUI's model folders."""
     import os
 
-    import folder_paths
-
     from zoo.hub import resolve_model
     from zoo.paths import confine
 
-    folder, _, relative = choice.partition(": ")
-    if folder not in MODEL_FOLDERS or not relative:
-        raise ValueError(f"{choice!r} is not a distill-zoo export in ComfyUI's model folders; put the folder that "
-                         f"zoo train exported (with its zoo.json) into models/diffusion_models and refresh")
-    for base in folder_paths.get_folder_paths(folder):
-        manifest = confine(base, relative, what="model", source=f"ComfyUI's models/{folder}")
-        if manifest.is_file():
+    for folder, base in _model_roots():
+        manifest = confine(base, choice, what="model", source=f"ComfyUI's models/{folder}")
+        if manifest.name == "zoo.json" and manifest.is_file():
             return resolve_model(os.fspath(manifest.parent))
-    raise ValueError(f"{relative} is not in ComfyUI's models/{folder}; refresh the node list")
+    raise ValueError(f"{choice!r} is not a distill-zoo export in ComfyUI's model folders; put the folder that zoo "
+                     f"train exported (with its zoo.json) into models/diffusion_models and refresh")
 
 
 class DistillZooApplyModel:

@@ -79,7 +79,7 @@ class DistillZooUpscale:
                                         "upscaler)"}),
             "steps": ("INT", {"default": 1, "min": 1, "max": 100,
                               "tooltip": "diffusion steps for diffusion-based SR (YONOS-SR); 1 for IMDN"}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True}),
         }}
 
     RETURN_TYPES = ("IMAGE",)

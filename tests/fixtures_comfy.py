@@ -60,10 +60,15 @@ comfy.cli_args.args.cpu = True
 
 
 def load_pack():
-    # the repository as a custom node pack, with ComfyUI's own loader (async in newer ComfyUI)
+    # ComfyUI's built-in extra nodes (SamplerCustom, upscale models, ...), then the repository as a custom node pack
+    # with ComfyUI's own loader (both async in newer ComfyUI)
     import asyncio
     import nodes
 
+    if hasattr(nodes, "init_builtin_extra_nodes"):
+        asyncio.run(nodes.init_builtin_extra_nodes())
+    else:
+        nodes.init_custom_nodes()
     loaded = nodes.load_custom_node(REPO)
     if asyncio.iscoroutine(loaded):
         loaded = asyncio.run(loaded)

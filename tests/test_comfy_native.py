@@ -102,7 +102,7 @@ def test_native_comfyui_graph_equals_zoo_run(native_run, name):
 
 def test_the_pack_lists_every_export_found_in_comfyuis_model_folders(native_run):
     _, output = native_run
-    listed = sorted(choice.split(": ", 1)[1] for choice in output["choices"])
+    listed = sorted(output["choices"])
     assert listed == sorted(f"{folder}/zoo.json" for folder in {case[0] for case in CASES.values()})
 
 
@@ -209,3 +209,74 @@ def test_core_upscale_nodes_run_the_official_imdn_weights(tmp_path):
     assert got.shape == expected.shape == (512, 512, 3)
     difference = np.abs(got - expected)
     assert difference.max() <= 1 and difference.mean() < 0.01
+
+
+VALIDATE_SCRIPT = r"""
+import asyncio, glob, os
+import execution, folder_paths
+pack = load_pack()
+for folder, files in PLACEHOLDERS.items():  # the user's own files the workflows name (contents are not read)
+    path = os.path.join(MODELS, folder)
+    os.makedirs(path, exist_ok=True)
+    for name in files:
+        open(os.path.join(path, name), "wb").write(b"placeholder")
+    folder_paths.add_model_folder_path(folder, path)
+for folder in ("unet", "diffusion_models"):
+    if folder in folder_paths.folder_names_and_paths:
+        folder_paths.add_model_folder_path(folder, STUDENTS)
+os.makedirs(folder_paths.get_input_directory(), exist_ok=True)
+open(os.path.join(folder_paths.get_input_directory(), "example.png"), "wb").write(PNG.encode("latin-1"))
+report = {}
+for path in sorted(glob.glob(WORKFLOWS + "/*.json")):
+    prompt = json.load(open(path))
+    try:
+        result = execution.validate_prompt(prompt)
+    except TypeError:  # ComfyUI >= 0.3.4x: async, with a prompt id
+        result = asyncio.run(execution.validate_prompt("check", prompt, None))
+    report[os.path.basename(path)] = {"valid": bool(result[0]), "error": result[1], "node_errors": result[3]}
+print(json.dumps(report, default=str))
+"""
+
+
+def test_every_shipped_api_workflow_validates_in_real_comfyui(tmp_path):
+    """ComfyUI's own prompt validation (node types, links, widget values and model-file lists) accepts every shipped
+    API-format workflow, the native ones (core loaders, SamplerCustom, the pack's patch and schedule nodes)
+    included, with the files they name in place: the zoo exports are real, the user's checkpoint, LoRAs and IMDN
+    weights are placeholders (their contents are read only when the workflow runs)."""
+    import io
+
+    from PIL import Image
+
+    from fixtures_comfy import ROOT
+
+    folders = build_students(tmp_path)
+    workflows = sorted((ROOT / "nodes" / "workflows").glob("*.json"))
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, format="PNG")
+    report = run_in_comfy(VALIDATE_SCRIPT, WORKFLOWS=str(ROOT / "nodes" / "workflows"), MODELS=str(tmp_path / "models"),
+                          STUDENTS=str(tmp_path / "students"), PNG=png.getvalue().decode("latin-1"),
+                          PLACEHOLDERS={"checkpoints": ["v1-5-pruned-emaonly.safetensors"],
+                                        "loras": ["Hyper-SD15-4steps-lora.safetensors",
+                                                  "Hyper-SD15-1step-lora.safetensors"],
+                                        "upscale_models": ["IMDN_x4.pth"]})
+    assert sorted(report) == [p.name for p in workflows] and "native_swiftbrush.json" in report
+    assert set(folders) > {"swiftbrush", "snoopi", "phased_dmd", "agd", "lora_distill"}
+    invalid = {name: (r["error"], r["node_errors"]) for name, r in report.items() if not r["valid"] or r["node_errors"]}
+    assert invalid == {}
+
+
+def test_every_ui_workflow_gives_back_its_api_workflow(load_script):
+    """nodes/workflows/ui/ holds the drag-and-drop twin of every API workflow; reading it the way ComfyUI's frontend
+    does (widget values in schema order, seed controls skipped, links to [node, slot]) gives the API file back."""
+    from fixtures_comfy import ROOT
+
+    workflow_ui = load_script("workflow_ui")
+    schemas = workflow_ui.load_schemas()
+    api_files = sorted((ROOT / "nodes" / "workflows").glob("*.json"))
+    ui_files = sorted((ROOT / "nodes" / "workflows" / "ui").glob("*.json"))
+    assert [p.name for p in ui_files] == [p.name for p in api_files]
+    for api_path, ui_path in zip(api_files, ui_files):
+        api, ui = json.loads(api_path.read_text()), json.loads(ui_path.read_text())
+        assert {"nodes", "links", "version"} <= set(ui)
+        assert workflow_ui.to_api(ui, schemas) == api, ui_path.name
+        assert workflow_ui.to_ui(api, schemas) == ui, f"{ui_path.name} is stale: run python scripts/workflow_ui.py"

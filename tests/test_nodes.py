@@ -17,7 +17,8 @@ from zoo.comfy_harness import ComfyHarness
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "nodes"
-WORKFLOWS = sorted((PACK / "workflows").glob("*.json"))
+WORKFLOWS = sorted(p for p in (PACK / "workflows").glob("*.json") if not p.name.startswith("native_"))
+"""The workflows of the pack's own nodes (the native_* ones use core ComfyUI nodes: tests/test_comfy_native.py)."""
 COMFY_TOP_LEVEL = {"nodes", "server", "folder_paths", "execution", "main", "comfy", "comfy_extras", "comfy_api",
                    "comfy_execution", "latent_preview", "node_helpers", "cuda_malloc", "utils", "app", "api_server",
                    "protocol", "hook_breaker_ac10a0", "new_updater", "comfyui_version", "model_management"}
