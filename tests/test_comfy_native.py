@@ -32,6 +32,8 @@ CASES = {
     "hyper_sd_ddim": ("hyper_sd_ddim", "ddim trailing (Hyper-SD N-step, AGD, LoRA-distill)", 2, {}, {}),
     "lora_distill": ("lora_distill", "ddim trailing (Hyper-SD N-step, AGD, LoRA-distill)", 6, {}, {"guidance": 4.0}),
     "agd": ("agd", "ddim trailing (Hyper-SD N-step, AGD, LoRA-distill)", 6, {}, {"guidance": 4.0}),
+    # once more after the object patches of lora_distill and agd, which ComfyUI leaves installed on the shared UNet
+    "swiftbrush_again": ("swiftbrush", "one-step x0 at t=999 (SwiftBrush, SNOOPI)", 1, {}, {}),
 }
 
 COMFY_SCRIPT = r"""
@@ -58,17 +60,23 @@ tensors = load_file(TENSORS)
 cond = [[tensors["cond"], {}]]
 results = {}
 for name, case in CASES.items():
-    choice = next(c for c in choices if c.endswith(case["folder"] + "/zoo.json"))
-    model = pack["DistillZooApplyModel"]().apply(patcher, choice, 1.0, case.get("guidance", -1.0))[0]
-    if "nasa" in case:
-        model = pack["DistillZooNASA"]().patch(model, [[tensors["negative"], {}]], case["nasa"])[0]
-    sampler, sigmas = pack["DistillZooFewStepSchedule"]().build(model, case["schedule"], case["steps"],
-                                                                case.get("gamma", 0.3))
+    choice = "students/" + case["folder"] + "/zoo.json"  # under this test's own folder, whatever ComfyUI holds
+    with torch.inference_mode():
+        model = pack["DistillZooApplyModel"]().apply(patcher, choice, 1.0, case.get("guidance", -1.0))[0]
+        if "nasa" in case:
+            model = pack["DistillZooNASA"]().patch(model, [[tensors["negative"], {}]], case["nasa"])[0]
+        sampler, sigmas = pack["DistillZooFewStepSchedule"]().build(model, case["schedule"], case["steps"],
+                                                                    case.get("gamma", 0.3))
     latent = {"samples": torch.zeros(len(PROMPTS), 4, 8, 8)}
-    out, _ = SamplerCustom().sample(model, True, SEED, 1.0, cond, cond, sampler, sigmas, latent)
+    with torch.inference_mode():  # as ComfyUI's executor runs every node
+        out, _ = SamplerCustom().sample(model, True, SEED, 1.0, cond, cond, sampler, sigmas, latent)
     got = out["samples"] * model.model.latent_format.scale_factor
     results[name] = {"latents": got.flatten().tolist(), "sigmas": sigmas.tolist()}
-print(json.dumps({"results": results, "choices": choices}))
+plain = sorted(base.state_dict())
+model = pack["DistillZooApplyModel"]().apply(patcher, "students/agd/zoo.json", 1.0, -1.0)[0]
+comfy.model_management.load_models_gpu([model])
+state_dict_keys = {"plain": plain, "patched": sorted(base.state_dict())}
+print(json.dumps({"results": results, "choices": choices, "state_dict_keys": state_dict_keys}))
 """
 
 
@@ -88,7 +96,7 @@ def native_run(tmp_path_factory):
              for name, (folder, schedule, steps, _, native) in CASES.items()}
     output = run_in_comfy(COMFY_SCRIPT, UNET_CONFIG=COMFY_UNET_CONFIG, CASES=cases, PROMPTS=PROMPTS, SEED=SEED,
                           BASE_UNET=str(folders["base"] / "unet" / "diffusion_pytorch_model.safetensors"),
-                          STUDENTS=str(root / "students"), TENSORS=str(root / "tensors.safetensors"))
+                          STUDENTS=str(root), TENSORS=str(root / "tensors.safetensors"))
     return expected, output
 
 
@@ -102,8 +110,10 @@ def test_native_comfyui_graph_equals_zoo_run(native_run, name):
 
 def test_the_pack_lists_every_export_found_in_comfyuis_model_folders(native_run):
     _, output = native_run
-    listed = sorted(output["choices"])
-    assert listed == sorted(f"{folder}/zoo.json" for folder in {case[0] for case in CASES.values()})
+    listed = sorted(choice for choice in output["choices"] if choice.startswith("students/"))
+    assert listed == sorted(f"students/{folder}/zoo.json" for folder in {case[0] for case in CASES.values()})
+    keys = output["state_dict_keys"]
+    assert keys["patched"] == keys["plain"]  # installed object patches leave the model's state dict as it was
 
 
 def test_installing_the_pack_changed_none_of_comfyuis_packages():

@@ -127,22 +127,28 @@ def apply_lora(model, path: str | Path, strength: float = 1.0):
 
 class HookedModule(nn.Module):
     """A module of ComfyUI's UNet wrapped for an object patch: ``hook(inner, args, kwargs, output)`` returns the
-    output to use. Attributes the wrapper lacks (``to_q``, ``to_k``...) are read from the wrapped module, so other
-    patches that reach into it keep working."""
+    output to use.
+
+    The wrapper shares the wrapped module's children, parameters and buffers (the same dicts), so while the patch is
+    installed the model's ``state_dict`` keys, weight patches (LoRAs) and attribute paths (``time_embed.0.weight``,
+    ``attn2.to_q``) stay exactly as without it: ComfyUI leaves the last sampled model's object patches installed, and
+    other nodes read the model through them."""
 
     def __init__(self, inner: nn.Module, hook: Callable[[nn.Module, tuple, dict, Any], Any]) -> None:
         super().__init__()
-        self.inner = inner
-        self.hook = hook
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "_hook", hook)
+        self._modules, self._parameters, self._buffers = inner._modules, inner._parameters, inner._buffers
 
     def forward(self, *args, **kwargs):
-        return self.hook(self.inner, args, kwargs, self.inner(*args, **kwargs))
+        inner = object.__getattribute__(self, "_inner")
+        return object.__getattribute__(self, "_hook")(inner, args, kwargs, inner(*args, **kwargs))
 
     def __getattr__(self, name: str):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            return getattr(self._modules["inner"], name)
+            return getattr(object.__getattribute__(self, "_inner"), name)
 
 
 def get_module(model, path: str) -> nn.Module:

@@ -1,6 +1,9 @@
 """AGD on ComfyUI's own MODEL: the trained adapters added to every cross-attention (object patches on each
 ``attn2``), fed the UNet's own timestep embedding (recorded by an object patch on ``time_embed``), the prompt
-(the cross-attention context) and the guidance scale w (a widget). Sample with cfg 1: one UNet call per step."""
+(the cross-attention context) and the guidance scale w (a widget). Sample with cfg 1: one UNet call per step.
+
+ComfyUI runs nodes and sampling under ``torch.inference_mode``; the adapters keep caches keyed on tensor versions,
+which inference tensors do not have, so they are built and run outside it (on copies of the inputs, no grad)."""
 
 from __future__ import annotations
 
@@ -16,13 +19,15 @@ def patch_model(model, resolved, *, strength: float = 1.0, guidance: float | Non
     manifest = dict(resolved.manifest or {})
     if guidance is None:
         guidance = float(manifest.get("sampler", {}).get("guidance_scale", 5.0))
-    adapters = load_adapters(resolved).eval().requires_grad_(False)
+    with torch.inference_mode(False):
+        adapters = load_adapters(resolved).eval().requires_grad_(False)
     w = torch.tensor([float(guidance)])
     state: dict[str, torch.Tensor] = {}
     patched = model.clone()
 
     def record_temb(inner, args, kwargs, output):
-        state["temb"] = output
+        with torch.inference_mode(False):
+            state["temb"] = output.clone()
         return output
 
     temb_path = "diffusion_model.time_embed"
@@ -32,10 +37,11 @@ def patch_model(model, resolved, *, strength: float = 1.0, guidance: float | Non
         adapter = adapters.layers[name.replace(".", "__")]
 
         def add_adapter(inner, args, kwargs, output, adapter=adapter):
-            hidden = args[0]
             context = kwargs.get("context", args[1] if len(args) > 1 else None)
-            adapter.to(device=hidden.device, dtype=hidden.dtype)
-            delta = adapter(hidden, w.to(hidden.device), state.get("temb"), context, base=None)
+            with torch.inference_mode(False), torch.no_grad():
+                hidden = args[0].clone()
+                adapter.to(device=hidden.device, dtype=hidden.dtype)
+                delta = adapter(hidden, w.to(hidden.device), state.get("temb"), context.clone(), base=None)
             return output + float(strength) * delta.to(output.dtype)
 
         path = comfy_module_path(model, name)
