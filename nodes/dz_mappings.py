@@ -3,7 +3,7 @@
 from .dz_native import (DistillZooApplyModel, DistillZooFewStepSchedule, DistillZooNASA,
                         DistillZooPhasedExperts)
 from .dz_text_to_image import DistillZooLoadModel, DistillZooLoadPreset, DistillZooRecommendedSettings, DistillZooSampler
-from .dz_upscale import DistillZooLoadUpscaleModel, DistillZooUpscale
+from .dz_upscale import DistillZooCoreUpscaleModel, DistillZooLoadUpscaleModel, DistillZooUpscale
 
 NODE_CLASS_MAPPINGS = {
     "DistillZooLoadModel": DistillZooLoadModel,
@@ -16,6 +16,7 @@ NODE_CLASS_MAPPINGS = {
     "DistillZooNASA": DistillZooNASA,
     "DistillZooApplyModel": DistillZooApplyModel,
     "DistillZooPhasedExperts": DistillZooPhasedExperts,
+    "DistillZooCoreUpscaleModel": DistillZooCoreUpscaleModel,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -29,4 +30,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DistillZooNASA": "NASA Negative Prompt Patch (distill-zoo)",
     "DistillZooApplyModel": "Apply Distilled Model to MODEL (distill-zoo)",
     "DistillZooPhasedExperts": "Phased DMD Experts (distill-zoo)",
+    "DistillZooCoreUpscaleModel": "Upscaler as UPSCALE_MODEL for core nodes (distill-zoo)",
 }

@@ -108,3 +108,64 @@ class DistillZooUpscale:
                                  steps=steps, seed=seed, progress=progress)
                 outputs.append(images_to_comfy(result.images))
         return (torch.cat(outputs, dim=0),)
+
+
+class CoreUpscaleModel:
+    """A distill-zoo SR sampler in the shape ComfyUI's core ``ImageUpscaleWithModel`` uses (spandrel's model
+    descriptor: ``scale``, ``model``, ``to()``, ``__call__`` on ``[B, 3, H, W]`` in 0..1), so any registered upscaler
+    (YONOS-SR included) runs in core upscale graphs with ComfyUI's own tiling."""
+
+    def __init__(self, loaded: LoadedModel, steps: int, seed: int) -> None:
+        import torch
+        from PIL import Image
+
+        self.loaded, self.steps, self.seed = loaded, steps, seed
+        modules = [m for m in vars(loaded.sampler).values() if isinstance(m, torch.nn.Module)]
+        self.model = modules[0] if modules else torch.nn.Identity()  # what ComfyUI measures for its memory estimate
+        probe = self._upscale_picture(Image.new("RGB", (16, 16)))
+        self.scale = probe.size[0] // 16
+
+    def _upscale_picture(self, picture):
+        from zoo.frontend import upscale
+
+        return upscale(self.loaded.sampler, picture, scale=None, tile=None, steps=self.steps, seed=self.seed).images[0]
+
+    def to(self, *args, **kwargs):
+        return self  # the sampler keeps the device it was loaded on
+
+    def cpu(self):
+        return self
+
+    def __call__(self, image):
+        import torch
+
+        pictures = comfy_to_pil(image.movedim(1, -1))
+        return torch.cat([images_to_comfy([self._upscale_picture(p)]) for p in pictures]).movedim(-1, 1)
+
+
+class DistillZooCoreUpscaleModel:
+    """Any distill-zoo upscaler (IMDN, YONOS-SR, a plugin's) as ComfyUI's UPSCALE_MODEL, for core
+    ``ImageUpscaleWithModel`` and every node that takes one."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "upscale_model": (UPSCALE_MODEL_TYPE,),
+            "steps": ("INT", {"default": 1, "min": 1, "max": 100,
+                              "tooltip": "diffusion steps for diffusion-based SR (YONOS-SR); ignored by IMDN"}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True}),
+        }}
+
+    RETURN_TYPES = ("UPSCALE_MODEL",)
+    RETURN_NAMES = ("upscale_model",)
+    FUNCTION = "convert"
+    CATEGORY = f"{CATEGORY}/upscaling"
+    DESCRIPTION = "Use a distill-zoo upscaler with ComfyUI's core Upscale Image (using Model) node."
+
+    def convert(self, upscale_model, steps, seed):
+        from zoo.errors import InputError
+
+        if not isinstance(upscale_model, LoadedModel) or upscale_model.spec is None \
+                or upscale_model.spec.task != "super-resolution":
+            raise InputError("DistillZooCoreUpscaleModel needs a model from DistillZooLoadUpscaleModel")
+        return (CoreUpscaleModel(upscale_model, steps, seed),)

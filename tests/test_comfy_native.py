@@ -290,3 +290,36 @@ def test_every_ui_workflow_gives_back_its_api_workflow(load_script):
         assert {"nodes", "links", "version"} <= set(ui)
         assert workflow_ui.to_api(ui, schemas) == api, ui_path.name
         assert workflow_ui.to_ui(api, schemas) == ui, f"{ui_path.name} is stale: run python scripts/workflow_ui.py"
+
+
+CORE_UPSCALE_SCRIPT = r"""
+import numpy as np, torch
+from PIL import Image
+pack = load_pack()
+from comfy_extras.nodes_upscale_model import ImageUpscaleWithModel
+loaded = pack["DistillZooLoadUpscaleModel"]().load("yonos_sr", "", "cpu", "fp32")[0]
+image = torch.from_numpy(np.asarray(Image.open(IMAGE).convert("RGB"), dtype=np.float32) / 255.0)[None]
+with torch.inference_mode():
+    model = pack["DistillZooCoreUpscaleModel"]().convert(loaded, 1, 7)[0]
+    out = ImageUpscaleWithModel().upscale(model, image)[0]
+print(json.dumps({"scale": model.scale, "shape": list(out.shape),
+                  "pixels": (out[0].numpy() * 255).round().astype(np.uint8).flatten().tolist()}))
+"""
+
+
+def test_yonos_sr_runs_in_core_upscale_node(tmp_path):
+    """Any zoo upscaler becomes ComfyUI's UPSCALE_MODEL: YONOS-SR in core ImageUpscaleWithModel gives the picture
+    `zoo upscale yonos_sr` gives (one ComfyUI tile; up to 8-bit rounding of ComfyUI's float path)."""
+    import numpy as np
+    from PIL import Image
+
+    from zoo.loading import load_sampler
+
+    picture = Image.fromarray((np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8))
+    picture.save(tmp_path / "lr.png")
+    report = run_in_comfy(CORE_UPSCALE_SCRIPT, IMAGE=str(tmp_path / "lr.png"))
+    _, sampler = load_sampler("yonos_sr")
+    expected = np.asarray(sampler(picture, seed=7).images[0], dtype=int)
+    got = np.array(report["pixels"], dtype=int).reshape(report["shape"][1:])
+    assert report["scale"] == 4 and got.shape == expected.shape == (160, 192, 3)
+    assert np.abs(got - expected).max() <= 1
