@@ -11,6 +11,22 @@ from .dz_common import (CATEGORY, DEVICES, DTYPES, MAX_SEED, UPSCALE_MODEL_TYPE,
 from .dz_text_to_image import _model_ref_problem
 
 
+DIFFUSION_SR_INPUTS = {
+    "steps": ("INT", {"default": 1, "min": 1, "max": 100,
+                      "tooltip": "diffusion steps for diffusion-based SR (YONOS-SR); ignored by IMDN"}),
+    "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True}),
+}
+"""The widgets of diffusion-based upscalers, the same on every upscale node."""
+
+
+def require_upscaler(upscale_model, node: str) -> None:
+    from zoo.errors import InputError
+
+    if not isinstance(upscale_model, LoadedModel) or upscale_model.spec is None \
+            or upscale_model.spec.task != "super-resolution":
+        raise InputError(f"{node} needs a model from DistillZooLoadUpscaleModel")
+
+
 def upscale_model_file(name: str) -> str | None:
     """The full path of ``name`` when it is a file in ComfyUI's ``models/upscale_models`` (None otherwise)."""
     try:
@@ -77,9 +93,7 @@ class DistillZooUpscale:
             "tile": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 8,
                              "tooltip": "tile size in input pixels; 0: automatic (large images are tiled, for every "
                                         "upscaler)"}),
-            "steps": ("INT", {"default": 1, "min": 1, "max": 100,
-                              "tooltip": "diffusion steps for diffusion-based SR (YONOS-SR); 1 for IMDN"}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True}),
+            **DIFFUSION_SR_INPUTS,
         }}
 
     RETURN_TYPES = ("IMAGE",)
@@ -91,12 +105,9 @@ class DistillZooUpscale:
     def upscale(self, upscale_model, image, scale, tile, steps, seed):
         import torch
 
-        from zoo.errors import InputError
         from zoo.frontend import upscale
 
-        if not isinstance(upscale_model, LoadedModel) or upscale_model.spec is None \
-                or upscale_model.spec.task != "super-resolution":
-            raise InputError("DistillZooUpscale needs a model from DistillZooLoadUpscaleModel")
+        require_upscaler(upscale_model, "DistillZooUpscale")
         pictures = comfy_to_pil(image)
         outputs = []
         with progress_reporter("distill-zoo upscaling") as report, cancellable(upscale_model.sampler):
@@ -128,7 +139,9 @@ class CoreUpscaleModel:
     def _upscale_picture(self, picture):
         from zoo.frontend import upscale
 
-        return upscale(self.loaded.sampler, picture, scale=None, tile=None, steps=self.steps, seed=self.seed).images[0]
+        with progress_reporter("distill-zoo upscaling") as progress, cancellable(self.loaded.sampler):
+            return upscale(self.loaded.sampler, picture, scale=None, tile=None, steps=self.steps, seed=self.seed,
+                           progress=progress).images[0]
 
     def to(self, *args, **kwargs):
         return self  # the sampler keeps the device it was loaded on
@@ -151,9 +164,7 @@ class DistillZooCoreUpscaleModel:
     def INPUT_TYPES(cls):
         return {"required": {
             "upscale_model": (UPSCALE_MODEL_TYPE,),
-            "steps": ("INT", {"default": 1, "min": 1, "max": 100,
-                              "tooltip": "diffusion steps for diffusion-based SR (YONOS-SR); ignored by IMDN"}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True}),
+            **DIFFUSION_SR_INPUTS,
         }}
 
     RETURN_TYPES = ("UPSCALE_MODEL",)
@@ -163,9 +174,5 @@ class DistillZooCoreUpscaleModel:
     DESCRIPTION = "Use a distill-zoo upscaler with ComfyUI's core Upscale Image (using Model) node."
 
     def convert(self, upscale_model, steps, seed):
-        from zoo.errors import InputError
-
-        if not isinstance(upscale_model, LoadedModel) or upscale_model.spec is None \
-                or upscale_model.spec.task != "super-resolution":
-            raise InputError("DistillZooCoreUpscaleModel needs a model from DistillZooLoadUpscaleModel")
+        require_upscaler(upscale_model, "DistillZooCoreUpscaleModel")
         return (CoreUpscaleModel(upscale_model, steps, seed),)
