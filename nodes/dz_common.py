@@ -24,7 +24,7 @@ UPSCALE_MODEL_TYPE = "DISTILL_ZOO_UPSCALE_MODEL"
 DEVICES = ["auto", "cpu", "cuda"]
 DTYPES = ["auto", "fp32", "fp16", "bf16"]
 ATTENTION = ["auto", "sdpa", "xformers"]
-MAX_SEED = 2**64 - 2  # the sampler seeds a second generator with seed + 1
+MAX_SEED = 2**64 - 2  # zoo.sampling.MAX_SEED: the sampler seeds a second generator with seed + 1
 MAX_SIZE = 8192
 
 

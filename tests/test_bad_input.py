@@ -166,3 +166,39 @@ def test_hub_manifest_base_model_is_a_hub_id_even_when_a_folder_has_its_name(hub
     assert hub.manifest_model_ref(resolved) == "hf-hub:shadow/teacher"
     assert hub.manifest_model_ref(hub.resolve_model(str(PLUGINS / "swiftbrush" / "testbed"))) == \
         "pkg:zoo.testbed/weights/teacher"
+
+
+# -- 5. one line instead of a traceback -------------------------------------------------------------------------------
+def _cli(*args) -> tuple[int, str]:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, _one_line(result.output)
+
+
+def test_a_seed_out_of_range_is_one_line(tmp_path):
+    code, line = _cli("run", "--prompt", "x", "--seed", "99999999999999999999999", "-o", tmp_path / "a.png")
+    assert code == 1 and line.startswith("Error: seed=99999999999999999999999 is out of range")
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_a_nasa_alpha_that_is_no_number_is_one_line(tmp_path):
+    code, line = _cli("run", "snoopi", "--prompt", "x", "--negative-prompt", "red", "--set", "nasa_alpha=abc",
+                      "-o", tmp_path / "a.png")
+    assert code == 1 and line == "Error: nasa_alpha='abc' is not a number; use e.g. nasa_alpha=0.3 (0 = off)"
+
+
+def test_a_config_file_whose_top_level_is_a_list_is_one_line(tmp_path):
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    code, line = _cli("train", "swiftbrush", "--config", tmp_path / "list.yaml", "--output-dir", tmp_path / "run")
+    assert code == 1 and "holds a list at the top level; it must map keys to values" in line
+
+
+@pytest.mark.parametrize("content", [b"root:x:0:0:root:/root:/bin/bash\n", bytes(range(7, 256)) * 9])
+def test_a_weights_file_that_is_no_checkpoint_is_called_corrupt_not_code(tmp_path, content):
+    from PIL import Image
+
+    weights = tmp_path / "model.pth"
+    weights.write_bytes(content)
+    Image.new("RGB", (8, 8)).save(tmp_path / "in.png")
+    code, line = _cli("upscale", "imdn", "--model", weights, tmp_path / "in.png", "-o", tmp_path / "out.png")
+    assert code == 1 and "model.pth is not a PyTorch checkpoint (it is corrupt or another kind of file)" in line
+    assert "pickled" not in line

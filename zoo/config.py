@@ -62,6 +62,9 @@ def load_config(config_class: type, file: str | Path | None = None, overrides: S
             loaded = OmegaConf.load(path)
         except Exception as exc:  # noqa: BLE001 - YAML syntax errors and the like
             raise ConfigError(f"Cannot read config file {path}: {str(exc).splitlines()[0]}") from None
+        if not isinstance(loaded, DictConfig):
+            raise ConfigError(f"Config file {path} holds a {type(loaded).__name__.replace('Config', '').lower()} at "
+                              f"the top level; it must map keys to values (e.g. 'train:' then 'steps: 2000')")
         try:
             config = OmegaConf.merge(config, loaded)
         except OmegaConfBaseException as exc:

@@ -113,7 +113,14 @@ def nasa_for_call(unet: torch.nn.Module, encode, negatives: list[str] | None, al
 
     ``encode`` turns prompts into embeddings. A ``nasa_alpha`` without a negative prompt is a no-op with a warning.
     """
-    if alpha is None or (not isinstance(alpha, torch.Tensor) and float(alpha) == 0.0):
+    if alpha is not None and not isinstance(alpha, torch.Tensor):
+        try:
+            alpha = float(alpha)
+        except (TypeError, ValueError):
+            from zoo.errors import InputError
+
+            raise InputError(f"{NASA_OPTION}={alpha!r} is not a number; use e.g. {NASA_OPTION}=0.3 (0 = off)") from None
+    if alpha is None or (not isinstance(alpha, torch.Tensor) and alpha == 0.0):
         return contextlib.nullcontext()
     if not negatives:
         warnings.warn("nasa_alpha was given without a negative_prompt: NASA has nothing to steer away from and is "

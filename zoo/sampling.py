@@ -18,6 +18,19 @@ ProgressCallback = Callable[[int, int], None]
 """``progress(done, total)``: called by samplers and trainers after each unit of work."""
 
 
+MAX_SEED = 2**64 - 2
+"""Largest seed a sampler takes: torch generators hold 64-bit seeds, and stochastic samplers also use ``seed + 1``."""
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` as an int, or one line (:class:`~zoo.errors.InputError`) when it is not a whole number in range."""
+    from zoo.errors import InputError
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InputError(f"seed={seed!r} is out of range: use a whole number from 0 to {MAX_SEED}")
+    return seed
+
+
 @dataclass
 class SampleResult:
     """Images produced by a sampler.

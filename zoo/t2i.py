@@ -23,7 +23,7 @@ import torch
 from zoo.diffusion.guidance import cfg, uses_cfg
 from zoo.errors import FileMissingError, InputError, WeightsError
 from zoo.negative_attention import NASA_OPTION, nasa_for_call  # NASA: negatives via attention, no CFG
-from zoo.sampling import ProgressCallback, SampleResult
+from zoo.sampling import ProgressCallback, SampleResult, check_seed
 from zoo.spec import ResolvedModel
 
 DEFAULT_MODEL = "pkg:zoo.testbed/weights/teacher"
@@ -302,6 +302,7 @@ class TextToImageSampler:
         prompts = [prompt] * batch_size if isinstance(prompt, str) else list(prompt)
         batch_size = len(prompts)
         self.validate(steps, height, width, batch_size)
+        check_seed(seed)
         self.check_options(options)
         negatives = None
         if negative_prompt is not None:

@@ -66,6 +66,11 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_pickle(path: Path) -> Any:
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    if head[:1] != b"\x80" and head != b"PK":  # neither a pickle (protocol 2+) nor torch's zip format
+        raise WeightsError(f"{path.name} is not a PyTorch checkpoint (it is corrupt or another kind of file); use an "
+                           f"official IMDN .pth or a .safetensors file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -76,7 +81,8 @@ def _read_pickle(path: Path) -> Any:
             ) from None
         raise WeightsError(f"Cannot read {path.name} ({_first_line(exc)}): the file is truncated or corrupt; "
                            "download it again") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError, TypeError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError, TypeError, IndexError,
+            KeyError) as exc:
         raise WeightsError(f"Cannot read {path.name} ({_first_line(exc)}): the file is truncated, corrupt or not a "
                            "PyTorch checkpoint; download it again") from None
 

@@ -30,6 +30,7 @@ from zoo.errors import InputError
 from zoo.images import to_pil, to_rgb_float
 from zoo.sampling import SampleResult
 from zoo.spec import MANIFEST_NAME, ResolvedModel
+from zoo.sampling import check_seed
 from zoo_plugins.yonos_sr.model import YonosSRModel, new_scheduler, upsample_lr
 
 DEFAULT_STEPS = 1
@@ -146,7 +147,7 @@ class YonosSRSampler:
         if tile is None:
             tile = AUTO_TILE if max(rgb.shape[:2]) > AUTO_TILE else 0
         lr = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
-        generator = torch.Generator().manual_seed(int(seed))
+        generator = torch.Generator().manual_seed(check_seed(seed))
         started = time.perf_counter()
         height, width = rgb.shape[:2]
         if tile and (height > tile or width > tile):
