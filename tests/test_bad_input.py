@@ -202,3 +202,50 @@ def test_a_weights_file_that_is_no_checkpoint_is_called_corrupt_not_code(tmp_pat
     code, line = _cli("upscale", "imdn", "--model", weights, tmp_path / "in.png", "-o", tmp_path / "out.png")
     assert code == 1 and "model.pth is not a PyTorch checkpoint (it is corrupt or another kind of file)" in line
     assert "pickled" not in line
+
+
+def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(tmp_path, monkeypatch):
+    import zoo.loading
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output path was checked")
+
+    monkeypatch.setattr(zoo.loading, "load_sampler", no_loading)
+    (tmp_path / "file.txt").write_text("not a folder")
+    code, line = _cli("run", "--prompt", "x", "-o", tmp_path / "file.txt" / "a.png")
+    assert code == 1 and line.startswith(f"Error: Cannot write into {tmp_path / 'file.txt'}")
+    code, line = _cli("upscale", "imdn", "--model", tmp_path, tmp_path / "file.txt", "-o", tmp_path / "file.txt" / "b.png")
+    assert code == 1 and "Cannot write into" in line
+
+
+def test_a_model_folder_missing_weights_is_one_line(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "teacher"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "zoo" / "testbed" / "weights" / "teacher", folder)
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(weights))
+    del state["conv_out.weight"]
+    save_file(state, str(weights))
+    code, line = _cli("run", folder, "--prompt", "x", "-o", tmp_path / "a.png")
+    assert code == 1 and "incomplete: 1 tensor(s) missing (e.g. 'conv_out.weight')" in line
+
+
+def test_manifest_sampler_settings_of_the_wrong_type_are_one_line(tmp_path):
+    folder = _student(tmp_path, "swiftbrush", sampler={"steps": "many", "timestep": 999})
+    code, line = _cli("run", folder, "--prompt", "x", "-o", tmp_path / "a.png")
+    assert code == 1 and line == (f"Error: steps='many' in the zoo.json of {folder} is not a whole number of steps "
+                                  f">= 1; fix it (e.g. 4)")
+
+
+def test_a_plugin_target_whose_module_is_missing_is_one_line():
+    from zoo.errors import PluginError
+    from zoo.spec import MethodSpec, Paper
+
+    spec = MethodSpec(name="ghost", task="text-to-image", summary="s", paper=Paper("p"),
+                      sampler="zoo_no_such_plugin_module.sampler:build", trainer="x:y", config="x:y", plugin="ghosts")
+    with pytest.raises(PluginError) as info:
+        spec.load("sampler")
+    assert str(info.value) == ("Method 'ghost' (plugin ghosts): cannot import 'zoo_no_such_plugin_module.sampler' "
+                               "for its sampler (ModuleNotFoundError: No module named 'zoo_no_such_plugin_module'); "
+                               "reinstall or fix the plugin")

@@ -31,6 +31,25 @@ def check_seed(seed: Any) -> int:
     return seed
 
 
+def check_writable(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and make sure a file can be written in it, before any work starts; one line
+    (:class:`~zoo.errors.InputError`) otherwise."""
+    import os
+    import tempfile
+
+    from zoo.errors import InputError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".zoo-write-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(f"Cannot write into {folder} ({reason}); choose a writable output path") from None
+    return Path(os.fspath(folder))
+
+
 @dataclass
 class SampleResult:
     """Images produced by a sampler.

@@ -169,7 +169,13 @@ class MethodSpec:
         module_name, _, attr = target.partition(":")
         if not module_name or not attr:
             raise PluginError(f"Method {self.name!r}: {what} target {target!r} must look like 'package.module:attr'")
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # noqa: BLE001 - a plugin's import error of any kind, as one line
+            where = f" (plugin {self.plugin})" if self.plugin else ""
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise PluginError(f"Method {self.name!r}{where}: cannot import {module_name!r} for its {what} "
+                              f"({type(exc).__name__}: {detail}); reinstall or fix the plugin") from None
         try:
             return getattr(module, attr)
         except AttributeError:

@@ -44,6 +44,17 @@ def _quiet_diffusers() -> None:
     transformers_logging.set_verbosity_error()
 
 
+def require_complete(module: Any, folder: Path | str) -> Any:
+    """``module`` when every weight was in its file, else one line: diffusers and transformers leave the weights a
+    file lacks on the ``meta`` device without a word, and the first use fails with "Cannot copy out of meta tensor"."""
+    missing = [name for name, tensor in [*module.named_parameters(), *module.named_buffers()] if tensor.is_meta]
+    if missing:
+        raise WeightsError(f"The weights in {folder} are incomplete: {len(missing)} tensor(s) missing (e.g. "
+                           f"{missing[0]!r}); the file is truncated or from another architecture, download or export "
+                           f"it again")
+    return module
+
+
 @dataclass
 class SDComponents:
     """The parts of a Stable Diffusion pipeline a sampler needs, on one device and dtype."""
@@ -84,8 +95,8 @@ class SDComponents:
         except (OSError, ValueError, RuntimeError) as exc:
             raise WeightsError(f"Cannot load the Stable Diffusion folder {path}: {str(exc).splitlines()[0]}") from None
         components = cls(unet, vae, text_encoder, tokenizer, scheduler_config, device, dtype, path)
-        for module in (unet, vae, text_encoder):
-            module.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        for name, module in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder)):
+            require_complete(module, path / name).to(device=device, dtype=dtype).eval().requires_grad_(False)
         return components
 
     # -- geometry -------------------------------------------------------------------------------------------------
@@ -219,10 +230,17 @@ class TextToImageSampler:
         same_method = manifest.get("method") in (None, self.method)
         manifest_settings = dict(manifest.get("sampler", {})) if same_method else {}
         self.settings = {**manifest_settings, **{k: v for k, v in settings.items() if v is not None}}
+        source = f"the zoo.json of {model.ref}" if model is not None and manifest_settings else "the settings"
         if "steps" in self.settings:
-            self.default_steps = int(self.settings.pop("steps"))
+            steps = self.settings.pop("steps")
+            if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+                raise InputError(f"steps={steps!r} in {source} is not a whole number of steps >= 1; fix it (e.g. 4)")
+            self.default_steps = steps
         if "guidance_scale" in self.settings:
-            self.default_guidance_scale = float(self.settings.pop("guidance_scale"))
+            guidance = self.settings.pop("guidance_scale")
+            if isinstance(guidance, bool) or not isinstance(guidance, (int, float)):
+                raise InputError(f"guidance_scale={guidance!r} in {source} is not a number; fix it (e.g. 5.0)")
+            self.default_guidance_scale = float(guidance)
 
     @classmethod
     def from_model(cls, model: ResolvedModel | str | Path | None = None, *, device: str = "cpu",

@@ -33,8 +33,9 @@ def run_command(name, prompt, negative_prompt, steps, guidance_scale, seed, heig
     from zoo.loading import load_sampler, looks_like_model_ref
     from zoo.registry import get_registry
     from zoo.errors import InputError
-    from zoo.sampling import save_image
+    from zoo.sampling import check_writable, save_image
 
+    check_writable(out.parent if out is not None else Path("outputs"))  # before any model is loaded
     method = name
     if name and name not in get_registry() and looks_like_model_ref(name):
         if model:

@@ -68,8 +68,9 @@ def upscale_command(method, input_path, out, scale, tile, overlap, model, preset
 
     from zoo.errors import InputError
     from zoo.images import list_images, load_image
-    from zoo.sampling import save_image
+    from zoo.sampling import check_writable, save_image
 
+    check_writable(out if input_path.is_dir() else out.parent)  # before any model is loaded
     spec, sampler = _sr_sampler(method, model, preset, device, dtype, _sampler_options(options, overlap=overlap))
     if input_path.is_dir():
         files = list_images(input_path)

@@ -49,7 +49,9 @@ def load_unet(folder: Path, device, dtype, base_config: Any = None, label: str |
         unet = UNet2DConditionModel.from_pretrained(folder, local_files_only=True, torch_dtype=dtype)
     except (OSError, ValueError, RuntimeError) as exc:
         raise WeightsError(f"Cannot load the UNet in {folder}: {str(exc).splitlines()[0]}") from None
-    return unet.to(device=device).eval().requires_grad_(False)
+    from zoo.t2i import require_complete
+
+    return require_complete(unet, folder).to(device=device).eval().requires_grad_(False)
 
 
 def resolve_base_model(resolved: ResolvedModel, override: str | None = None) -> ResolvedModel | None:
