@@ -249,3 +249,34 @@ def test_a_plugin_target_whose_module_is_missing_is_one_line():
     assert str(info.value) == ("Method 'ghost' (plugin ghosts): cannot import 'zoo_no_such_plugin_module.sampler' "
                                "for its sampler (ModuleNotFoundError: No module named 'zoo_no_such_plugin_module'); "
                                "reinstall or fix the plugin")
+
+
+# -- 6. no silent wrong result ---------------------------------------------------------------------------------------
+def test_all_nan_weights_are_one_line_instead_of_a_garbage_image(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = _student(tmp_path, "swiftbrush")
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    save_file({k: v.clone().fill_(float("nan")) for k, v in load_file(str(weights)).items()}, str(weights))
+    code, line = _cli("run", folder, "--prompt", "x", "-o", tmp_path / "a.png")
+    assert code == 1 and "produced NaN or infinite values" in line
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_a_folder_upscale_skips_unreadable_images_and_fails_at_the_end(tmp_path):
+    import torch
+    from PIL import Image
+
+    from zoo_plugins.imdn.arch import IMDN
+
+    torch.manual_seed(0)
+    torch.save(IMDN(num_features=16, num_blocks=2, upscale=2).state_dict(), tmp_path / "IMDN_x2.pth")
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "b.png").write_bytes(b"not an image")
+    Image.new("RGB", (8, 8), (200, 10, 30)).save(tmp_path / "in" / "c.png")
+    result = CliRunner().invoke(main, ["upscale", "imdn", "--model", str(tmp_path / "IMDN_x2.pth"),
+                                       str(tmp_path / "in"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
+    assert "Error: 1 of 3 images could not be read and were skipped (b.png)" in result.output

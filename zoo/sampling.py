@@ -31,6 +31,17 @@ def check_seed(seed: Any) -> int:
     return seed
 
 
+def require_finite(tensor: Any, what: str) -> Any:
+    """``tensor`` when every value is finite; else one line (:class:`~zoo.errors.WeightsError`) instead of a
+    garbage image: the weights hold NaN/Inf, or fp16 overflowed."""
+    if not bool(tensor.isfinite().all()):
+        from zoo.errors import WeightsError
+
+        raise WeightsError(f"{what} produced NaN or infinite values: the weights contain NaN/Inf or half precision "
+                           f"overflowed; check the weights file, or run in fp32 (--dtype fp32)")
+    return tensor
+
+
 def check_writable(folder: str | Path) -> Path:
     """Create ``folder`` if needed and make sure a file can be written in it, before any work starts; one line
     (:class:`~zoo.errors.InputError`) otherwise."""

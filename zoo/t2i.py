@@ -23,7 +23,7 @@ import torch
 from zoo.diffusion.guidance import cfg, uses_cfg
 from zoo.errors import FileMissingError, InputError, WeightsError
 from zoo.negative_attention import NASA_OPTION, nasa_for_call  # NASA: negatives via attention, no CFG
-from zoo.sampling import ProgressCallback, SampleResult, check_seed
+from zoo.sampling import ProgressCallback, SampleResult, check_seed, require_finite
 from zoo.spec import ResolvedModel
 
 DEFAULT_MODEL = "pkg:zoo.testbed/weights/teacher"
@@ -346,7 +346,8 @@ class TextToImageSampler:
                                        negative_prompt=negatives, **options)
         finally:
             nfe = counter.close()
-        images = c.decode(latents)
+        label = f"{self.method} sampling of {self.model.ref if self.model else 'the model'}"
+        images = c.decode(require_finite(latents, label))
         seconds = time.perf_counter() - started
         metadata = {**self.metadata(), "prompt": prompts[0] if len(set(prompts)) == 1 else prompts,
                     "negative_prompt": negative_prompt, "steps": steps, "guidance_scale": guidance_scale,

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from zoo.sampling import require_finite
+
 ACS_SHAVE = 32
 """Extra rows/columns each adaptive-cropping quadrant takes beyond the half (``shave=32`` in ``test_IMDN_AS.py``)."""
 
@@ -133,7 +135,7 @@ def upscale_tiled(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
             core = result[:, :, top:top + (row.core_stop - row.core_start) * scale,
                           left:left + (col.core_stop - col.core_start) * scale]
             out[row.core_start * scale:row.core_stop * scale, col.core_start * scale:col.core_stop * scale] = \
-                quantize_to_uint8(core, input_range)
+                quantize_to_uint8(require_finite(core, "The IMDN network"), input_range)
             del result, core
             done += 1
             if progress is not None:

@@ -30,7 +30,7 @@ from zoo.errors import InputError
 from zoo.images import to_pil, to_rgb_float
 from zoo.sampling import SampleResult
 from zoo.spec import MANIFEST_NAME, ResolvedModel
-from zoo.sampling import check_seed
+from zoo.sampling import check_seed, require_finite
 from zoo_plugins.yonos_sr.model import YonosSRModel, new_scheduler, upsample_lr
 
 DEFAULT_STEPS = 1
@@ -156,7 +156,7 @@ class YonosSRSampler:
             output, nfe, tiles = self.upscale_tiled(lr, scale, steps, generator, tile, progress)
         else:
             (output, nfe), tiles = self.upscale_tensor(lr, scale, steps, generator, progress), 1
-        array = output[0].permute(1, 2, 0).float().cpu().numpy()
+        array = require_finite(output, f"YONOS-SR ({self.ref})")[0].permute(1, 2, 0).float().cpu().numpy()
         metadata = {
             "method": "yonos_sr", "task": "super-resolution", "model": self.ref, "scale": scale, "steps": steps,
             "nfe": nfe, "seed": int(seed), "eta": self.eta, "tile": tile or 0, "tiles": tiles,

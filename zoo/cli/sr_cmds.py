@@ -66,7 +66,7 @@ def upscale_command(method, input_path, out, scale, tile, overlap, model, preset
     """Upscale INPUT (an image file, or every image in a folder) with super-resolution METHOD."""
     from tqdm.auto import tqdm
 
-    from zoo.errors import InputError
+    from zoo.errors import InputError, ZooError
     from zoo.images import list_images, load_image
     from zoo.sampling import check_writable, save_image
 
@@ -84,13 +84,24 @@ def upscale_command(method, input_path, out, scale, tile, overlap, model, preset
             raise InputError(f"Output must be a .png file (the settings are stored in its text chunks), got {out}")
         targets = [(input_path, out)]
     bar = tqdm(targets, desc=f"{spec.name} upscale", unit="image", disable=len(targets) == 1 or None)
+    failed = []
     for source, target in bar:
-        rgb = load_image(source)
+        try:
+            rgb = load_image(source)
+        except ZooError as exc:
+            if len(targets) == 1:
+                raise
+            failed.append(source.name)  # a folder run goes on with the other images and fails at the end
+            bar.write(f"skipped {source.name}: {exc}")
+            continue
         with tqdm_progress("tiles") as progress:
             result = sampler(rgb, scale=scale, tile=tile, progress=progress)
         save_image(result.images[0], target, {**result.metadata, "source": source.name})
         width, height = result.images[0].size
         bar.write(f"{target} ({width}x{height})") if len(targets) > 1 else click.echo(f"{target} ({width}x{height})")
+    if failed:
+        raise InputError(f"{len(failed)} of {len(targets)} images could not be read and were skipped "
+                         f"({', '.join(failed[:5])}{', ...' if len(failed) > 5 else ''}); the others are in {out}")
 
 
 @click.command("eval-sr")
