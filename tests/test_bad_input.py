@@ -32,10 +32,10 @@ def _one_line(text: str) -> str:
     return lines[0]
 
 
-def _student(tmp_path: Path, method: str, **manifest_changes) -> Path:
+def _student(tmp_path: Path, plugin: str, **manifest_changes) -> Path:
     """A copy of a committed testbed student with its manifest changed."""
-    folder = tmp_path / method
-    shutil.copytree(PLUGINS / method / "testbed", folder)
+    folder = tmp_path / plugin
+    shutil.copytree(PLUGINS / plugin / "testbed", folder)
     manifest = json.loads((folder / "zoo.json").read_text())
     manifest.update(manifest_changes)
     (folder / "zoo.json").write_text(json.dumps(manifest))
@@ -280,3 +280,14 @@ def test_a_folder_upscale_skips_unreadable_images_and_fails_at_the_end(tmp_path)
     assert result.exit_code == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
     assert "Error: 1 of 3 images could not be read and were skipped (b.png)" in result.output
+
+
+def test_a_manifests_task_is_checked_before_anything_loads(tmp_path):
+    folder = _student(tmp_path, "swiftbrush", task="super-resolution")
+    code, line = _cli("run", folder, "--prompt", "x", "-o", tmp_path / "a.png")
+    assert code == 1 and line == (f"Error: {folder} is a super-resolution model (its zoo.json says so) but swiftbrush "
+                                  f"is a text-to-image method; run it with a super-resolution method")
+    imdn = _student(tmp_path / "i", "swiftbrush", method="imdn")
+    code, line = _cli("run", imdn, "--prompt", "x", "-o", tmp_path / "b.png")
+    assert code == 1 and "imdn is a super-resolution method" in line and "text-to-image" in line
+    assert "Unknown IMDN sampler option" not in line

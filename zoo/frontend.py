@@ -54,12 +54,7 @@ def load(task: str, method: str | None, model: str | None, *, device: str = "aut
 
     method = None if not method or method == AUTO else method
     model = (model or "").strip() or None
-    spec, sampler = load_sampler(method, model, device=device, dtype=dtype, preset=preset, **settings)
-    actual = spec.task if spec is not None else TEXT_TO_IMAGE
-    if actual != task:
-        name = spec.name if spec is not None else "base"
-        raise InputError(f"{name} is a {actual} method but a {task} model was asked for; pick a {task} method")
-    return spec, sampler
+    return load_sampler(method, model, device=device, dtype=dtype, preset=preset, task=task, **settings)
 
 
 def recommended_settings(sampler: Any) -> dict[str, Any]:

@@ -79,14 +79,29 @@ def resolve_method_and_model(method: str | None = None, model: str | ResolvedMod
     return spec, resolved
 
 
+def check_task(spec: MethodSpec | None, resolved: ResolvedModel | None, task: str | None) -> None:
+    """One line when the model's ``zoo.json`` task, the method's task and the task asked for disagree."""
+    method_task = spec.task if spec is not None else "text-to-image"
+    made_for = (resolved.manifest or {}).get("task") if resolved is not None else None
+    name = spec.name if spec is not None else BASE_METHOD
+    if made_for and made_for != method_task:
+        raise InputError(f"{resolved.ref} is a {made_for} model (its zoo.json says so) but {name} is a {method_task} "
+                         f"method; run it with a {made_for} method")
+    if task and method_task != task:
+        raise InputError(f"{name} is a {method_task} method, not a {task} one; pick a {task} method or model")
+
+
 def load_sampler(method: str | None = None, model: str | ResolvedModel | None = None, *, device: str = "auto",
-                 dtype: str | None = None, preset: str | None = None, **settings: Any
+                 dtype: str | None = None, preset: str | None = None, task: str | None = None, **settings: Any
                  ) -> tuple[MethodSpec | None, Any]:
     """Build the sampler for ``method`` and/or ``model``; returns ``(spec or None for the base sampler, sampler)``.
 
     ``settings`` (steps, guidance_scale, attention, method options) override the manifest's recommended settings.
+    ``task`` (when given) must be the method's task; the model's ``zoo.json`` task must be too. Both are checked
+    before anything is loaded.
     """
     spec, resolved = resolve_method_and_model(method, model)
+    check_task(spec, resolved, task)
     device = pick_device(device)
     torch_dtype = pick_dtype(dtype, device)
     options = {k: v for k, v in settings.items() if v is not None}

@@ -42,9 +42,8 @@ def run_command(name, prompt, negative_prompt, steps, guidance_scale, seed, heig
             raise InputError(f"Give the model once: either as NAME ({name}) or with --model ({model})")
         method, model = None, name
     extra = parse_key_values(options)
-    spec, sampler = load_sampler(method, model, device=device, dtype=dtype, preset=preset, attention=attention)
-    if spec is not None and spec.task != "text-to-image":
-        raise InputError(f"{spec.name} is a {spec.task} method; use: zoo upscale {spec.name} INPUT -o OUTPUT")
+    spec, sampler = load_sampler(method, model, device=device, dtype=dtype, preset=preset, attention=attention,
+                                 task="text-to-image")
     with tqdm_progress("sampling") as progress:
         result = sampler(prompt, negative_prompt=negative_prompt, steps=steps, guidance_scale=guidance_scale,
                          seed=seed, height=height, width=width, batch_size=batch_size, progress=progress, **extra)

@@ -33,7 +33,8 @@ def _sr_sampler(method: str, model: str | None, preset: str | None, device: str,
     if model is not None:
         path = Path(model).expanduser()
         resolved = ResolvedModel(path=path.absolute(), ref=model) if path.exists() else model
-    return load_sampler(spec.name, resolved, device=device, dtype=dtype, preset=preset, **options)
+    return load_sampler(spec.name, resolved, device=device, dtype=dtype, preset=preset, task="super-resolution",
+                        **options)
 
 
 def _sampler_options(options: tuple[str, ...], **named) -> dict:
