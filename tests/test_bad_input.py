@@ -291,3 +291,40 @@ def test_a_manifests_task_is_checked_before_anything_loads(tmp_path):
     code, line = _cli("run", imdn, "--prompt", "x", "-o", tmp_path / "b.png")
     assert code == 1 and "imdn is a super-resolution method" in line and "text-to-image" in line
     assert "Unknown IMDN sampler option" not in line
+
+
+def test_only_the_text_files_a_model_needs_are_downloaded_by_default(hub_server):
+    hub_server.add_repo("big/notes", {"unet/config.json": "{}", "tokenizer/merges.txt": "a b\n",
+                                      "tokenizer/vocab.txt": "a\n", "training_log.txt": "x" * 200_000})
+    files = {p.relative_to(hub.resolve_model("big/notes").path).as_posix()
+             for p in hub.resolve_model("big/notes").path.rglob("*") if p.is_file()}
+    assert files == {"unet/config.json", "tokenizer/merges.txt", "tokenizer/vocab.txt"}
+    assert (hub.resolve_model("big/notes", allow_patterns=["*.txt"]).path / "training_log.txt").is_file()
+
+
+def test_stale_partial_downloads_are_removed_and_fresh_ones_kept(hub_server):
+    import time
+
+    hub_server.add_repo("killed/download", {"unet/config.json": "{}"})
+    root = hub.resolve_model("hf-hub:killed/download").root
+    stale, fresh = root / "blobs" / "aaaa.incomplete", root / "blobs" / "bbbb.incomplete"
+    stale.write_bytes(b"x" * 1000)
+    fresh.write_bytes(b"y" * 1000)
+    old = time.time() - hub.STALE_PARTIAL_SECONDS - 60
+    os.utime(stale, (old, old))
+    hub.resolve_model("hf-hub:killed/download")
+    assert not stale.exists() and fresh.exists()
+
+
+def test_the_harness_refuses_to_save_outside_the_output_folder(tmp_path):
+    from zoo.comfy_harness import ComfyHarness
+
+    with ComfyHarness(PLUGINS.parent / "nodes", base_dir=tmp_path / "comfy") as comfy:
+        from PIL import Image
+
+        Image.new("RGB", (8, 8)).save(comfy.input_dir / "x.png")
+        outcome = comfy.run({"1": {"class_type": "LoadImage", "inputs": {"image": "x.png"}},
+                             "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0],
+                                                                         "filename_prefix": "../../escaped"}}})
+    assert not outcome.ok and "outside the output folder" in outcome.describe()
+    assert not list(tmp_path.rglob("escaped*"))

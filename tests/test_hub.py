@@ -330,12 +330,12 @@ def test_fixture_moves_branches_and_takes_folders(hub_server, tmp_path):
     first = hub_server.add_repo("hub-test/moving", tmp_path / "pipe")
     assert hub.resolve_model("hub-test/moving").commit == first
     second = hub_server.add_repo("hub-test/moving", {"unet/config.json": '{"a": 2}'}, replace=True)
-    dev = hub_server.add_repo("hub-test/moving", {"notes.txt": "dev"}, branch="dev")
+    dev = hub_server.add_repo("hub-test/moving", {"tokenizer/merges.txt": "dev"}, branch="dev")
     moved = hub.resolve_model("hub-test/moving")
     assert moved.commit == second != first
     assert _files(moved.path) == {"unet/config.json"}
     assert hub.resolve_model("hub-test/moving@dev").commit == dev
-    assert _files(hub.resolve_model("hub-test/moving@dev").path) == {"unet/config.json", "notes.txt"}
+    assert _files(hub.resolve_model("hub-test/moving@dev").path) == {"unet/config.json", "tokenizer/merges.txt"}
 
 
 # -- zoo download ---------------------------------------------------------------------------------------------------

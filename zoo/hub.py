@@ -54,8 +54,11 @@ PACKAGE_PREFIX = "pkg:"
 LOCAL_PREFIX = "local-dir:"
 """timm's explicit local-folder prefix, accepted too: ``local-dir:/path/to/model``."""
 
-DEFAULT_ALLOW_PATTERNS: tuple[str, ...] = ("*.safetensors", "*.json", "*.yaml", "*.yml", "*.txt", "*.md")
-"""File patterns fetched from a hub repository when the caller names none."""
+DEFAULT_ALLOW_PATTERNS: tuple[str, ...] = ("*.safetensors", "*.json", "*.yaml", "*.yml", "*merges.txt", "*vocab.txt",
+                                           "*.md")
+"""File patterns fetched from a hub repository when the caller names none: weights, configs, the tokenizer's text
+files (``merges.txt``, ``vocab.txt``) and the model card; other text files (notes, data dumps) only on request
+(``--include``). ``*`` also matches ``/``, so the patterns reach into subfolders."""
 
 PICKLE_PATTERNS: tuple[str, ...] = ("*.bin", "*.pth", "*.pt", "*.ckpt", "*.pkl", "*.pickle")
 """Pickle-based weight formats: they can run code when loaded, so they are fetched only with ``allow_pickle=True``."""
@@ -396,7 +399,28 @@ def _resolve_hub(parsed: ModelRef, revision: str | None, allow_patterns: Sequenc
     manifest = read_manifest(folder) if with_manifest else {}
     # 3. Snapshot files are links into the repository's blobs/: that repository folder is the confinement root.
     root = folder.parent.parent if folder.parent.name == "snapshots" else folder
+    _remove_stale_partial_downloads(root)
     return ResolvedModel(path=folder, ref=parsed.text, commit=commit, manifest=manifest, root=root, source=_KIND_HUB)
+
+
+STALE_PARTIAL_SECONDS = 3600
+"""A ``*.incomplete`` blob untouched this long belongs to a killed download, not to one in progress."""
+
+
+def _remove_stale_partial_downloads(repo_folder: Path) -> list[Path]:
+    """Delete the ``blobs/*.incomplete`` files of ``repo_folder`` that no download has touched for an hour (a killed
+    download leaves them; huggingface_hub never removes them). Returns what was removed."""
+    import time
+
+    removed = []
+    for partial in (repo_folder / "blobs").glob("*.incomplete"):
+        try:
+            if time.time() - partial.stat().st_mtime > STALE_PARTIAL_SECONDS:
+                partial.unlink()
+                removed.append(partial)
+        except OSError:  # another process removed or completed it meanwhile
+            continue
+    return removed
 
 
 def _translate_hub_error(exc: Exception, repo_id: str, revision: str | None, endpoint: str, cache_dir: Path,

@@ -10,7 +10,7 @@ import click
 @click.option("--revision", help="Branch, tag or commit (same as REF@revision).")
 @click.option("--include", "include", multiple=True, metavar="PATTERN",
               help="Fetch only files matching this shell pattern (repeatable), e.g. --include '*.safetensors'. "
-                   "Default: *.safetensors *.json *.yaml *.yml *.txt *.md.")
+                   "Default: *.safetensors *.json *.yaml *.yml *merges.txt *vocab.txt *.md.")
 @click.option("--allow-pickle", is_flag=True,
               help="Also fetch pickle weights (.bin .pth .pt .ckpt); they can run code when loaded.")
 def download_command(ref: str, revision: str | None, include: tuple[str, ...], allow_pickle: bool) -> None:

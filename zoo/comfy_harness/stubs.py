@@ -172,6 +172,10 @@ def _make_folder_paths(base_dir: Path) -> types.ModuleType:
     def get_save_image_path(filename_prefix: str, output_dir: str, image_width: int = 0, image_height: int = 0):
         subfolder, prefix = os.path.split(os.path.normpath(filename_prefix))
         full_output_folder = os.path.join(output_dir, subfolder)
+        if os.path.commonpath((os.path.abspath(output_dir), os.path.abspath(full_output_folder))) != \
+                os.path.abspath(output_dir):  # ComfyUI refuses the same way (folder_paths.get_save_image_path)
+            raise Exception(f"Saving image outside the output folder is not allowed (filename_prefix "
+                            f"{filename_prefix!r})")
         os.makedirs(full_output_folder, exist_ok=True)
         taken = [int(p.stem.rsplit("_", 2)[-2]) for p in Path(full_output_folder).glob(f"{prefix}_*_.png")
                  if p.stem.rsplit("_", 2)[-2].isdigit()]
