@@ -328,3 +328,132 @@ def test_the_harness_refuses_to_save_outside_the_output_folder(tmp_path):
                                                                          "filename_prefix": "../../escaped"}}})
     assert not outcome.ok and "outside the output folder" in outcome.describe()
     assert not list(tmp_path.rglob("escaped*"))
+
+
+# -- 4. training never leaves a run it cannot resume from --------------------------------------------------------------
+def _toy(run_dir: Path, *overrides: str, resume: bool = False):
+    import torch
+
+    from zoo.config import load_config
+    from zoo.train.runtime import train
+    from zoo.train.toy import ToyConfig, ToyTrainer
+
+    torch.set_num_threads(1)
+    return train(ToyTrainer(load_config(ToyConfig, None, list(overrides))), output_dir=run_dir, resume=resume,
+                 progress=False)
+
+
+TOY = ("train.steps=4", "train.checkpoint_every=2", "train.keep_last=0", "train.export_on_finish=false")
+
+
+def test_a_checkpoint_write_that_fails_is_one_line_and_keeps_the_previous_one(tmp_path, monkeypatch):
+    from safetensors import SafetensorError
+
+    from zoo.errors import TrainingError
+    from zoo.train import checkpoint
+
+    real = checkpoint.save_tensors
+
+    def disk_full_at_step_4(tensors, path, metadata=None):
+        if path.parent.name.startswith("step-000004.tmp") or path.parent.parent.name.startswith("step-000004.tmp"):
+            raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
+                                  "\"No space left on device\" })")
+        return real(tensors, path, metadata)
+
+    monkeypatch.setattr(checkpoint, "save_tensors", disk_full_at_step_4)
+    with pytest.raises(TrainingError) as info:
+        _toy(tmp_path / "run", *TOY)
+    message = str(info.value)
+    assert "\n" not in message and "Could not write checkpoint step-000004" in message and "No space left" in message
+    assert "step-000002 is intact and the partial one was removed" in message
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step-000002"]
+    monkeypatch.setattr(checkpoint, "save_tensors", real)
+    assert _toy(tmp_path / "run", *TOY, resume=True).status == "finished"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "state"])
+def test_resume_skips_a_damaged_newest_checkpoint_and_says_why(tmp_path, capsys, damage):
+    from safetensors.torch import load_file
+
+    reference = _toy(tmp_path / "ref", *TOY)
+    _toy(tmp_path / "run", *TOY)
+    newest = tmp_path / "run" / "checkpoints" / "step-000004"
+    if damage == "truncate":
+        weights = next((newest / "models").glob("*.safetensors"))
+        weights.write_bytes(weights.read_bytes()[:-64])
+        why = f"models/{weights.name} is truncated or changed"
+    else:
+        (newest / "state.json").write_text("{not json")
+        why = "its state.json is unreadable"
+    capsys.readouterr()
+    resumed = _toy(tmp_path / "run", *TOY, resume=True)  # from step 2: steps 3 and 4 again, step 4 rewritten
+    assert f"Skipping checkpoint step-000004: {why}" in capsys.readouterr().err
+    assert resumed.status == "finished" and resumed.step == 4
+
+    def weights(run: Path) -> dict:
+        return load_file(str(next((run / "checkpoints" / "step-000004" / "models").glob("*.safetensors"))))
+
+    expected, got = weights(reference.run_dir), weights(tmp_path / "run")
+    assert expected.keys() == got.keys() and all(got[k].equal(v) for k, v in expected.items())
+
+
+def test_a_second_run_into_the_same_folder_is_refused_naming_the_first(tmp_path):
+    import subprocess
+    import sys
+
+    from zoo.errors import TrainingError
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time\n"
+        f"f = open({str(run_dir / '.zoo-train.lock')!r}, 'a+')\n"
+        "fcntl.flock(f, fcntl.LOCK_EX)\n"
+        "f.write('process 4242 on elsewhere'); f.flush(); print('locked', flush=True); time.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(TrainingError) as info:
+            _toy(run_dir, *TOY)
+        assert str(info.value) == (f"{run_dir} is in use by another zoo train (process 4242 on elsewhere); wait for "
+                                   f"it to finish or choose another --output-dir")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _toy(run_dir, *TOY).status == "finished"  # the lock goes with its process
+
+
+def test_a_run_folder_that_cannot_be_written_is_one_line(tmp_path):
+    from zoo.errors import TrainingError
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TrainingError, match=r"^Cannot write the run folder .*file/run \(Not a directory\); choose a "
+                                            r"writable --output-dir$"):
+        _toy(tmp_path / "file" / "run", *TOY)
+
+
+def test_an_interrupted_training_exits_non_zero(tmp_path, monkeypatch):
+    import zoo.train.runtime
+    from zoo.train.runtime import RunResult
+
+    def interrupted(*args, **kwargs):
+        return RunResult(tmp_path, 3, "interrupted", tmp_path, None, {}, [], "Stopped by SIGTERM")
+
+    monkeypatch.setattr(zoo.train.runtime, "train", interrupted)
+    result = CliRunner().invoke(main, ["train", "swiftbrush", "--output-dir", str(tmp_path / "run")])
+    assert result.exit_code == 3 and "Interrupted at step 3" in result.output
+
+
+def test_fp16_on_cpu_says_it_trains_in_fp32(tmp_path, capsys):
+    _toy(tmp_path / "run", "train.steps=1", "train.mixed_precision=fp16", "train.export_on_finish=false")
+    assert "train.mixed_precision=fp16 has no effect on CPU" in capsys.readouterr().err
+
+
+def test_resuming_another_methods_run_names_the_method(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"method": "swiftbrush"}))
+    (run_dir / "config.yaml").write_text("guidance_scale: 4.5\n")
+    code, line = _cli("train", "snoopi", "--output-dir", run_dir, "--resume")
+    assert code == 1 and line == (f"Error: {run_dir} holds a swiftbrush run, not snoopi; resume it with: zoo train "
+                                  f"swiftbrush --output-dir {run_dir} --resume")

@@ -10,6 +10,10 @@ from pathlib import Path
 import click
 
 
+INTERRUPTED_EXIT_CODE = 3
+"""Exit status of ``zoo train`` stopped by SIGINT/SIGTERM after saving a checkpoint (0 only when it finished)."""
+
+
 def _run_dir(name: str, config, output_dir: str | None) -> Path:
     return Path(output_dir or config.train.output_dir or f"runs/{name}")
 
@@ -33,10 +37,14 @@ def train_command(name: str, overrides: tuple[str, ...], config_file: str | None
     from zoo.registry import get_method
     from zoo.train.runtime import train
 
+    from zoo.train.runtime import check_run_method
+
     spec = get_method(name)
     config_class = spec.load("config")
     config = load_config(config_class, config_file, overrides)
     run_dir = _run_dir(spec.name, config, output_dir)
+    if resume:
+        check_run_method(run_dir, spec.name)  # before the run's config.yaml is read as this method's config
     if resume and config_file is None and (run_dir / "config.yaml").is_file():
         config = load_config(config_class, run_dir / "config.yaml", overrides)
     result = train(spec.name, config, output_dir=run_dir, resume=resume, progress=not no_progress,
@@ -44,6 +52,7 @@ def train_command(name: str, overrides: tuple[str, ...], config_file: str | None
     if result.status == "interrupted":
         click.echo(f"Interrupted at step {result.step}; resume with: zoo train {spec.name} --output-dir {run_dir} "
                    f"--resume")
+        raise SystemExit(INTERRUPTED_EXIT_CODE)  # non-zero: schedulers must see that the run did not finish
 
 
 @click.command("export")

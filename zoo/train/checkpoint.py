@@ -12,7 +12,11 @@ Layout (``<run>/checkpoints/step-000100/``)::
 
 Writing goes to ``step-000100.tmp-<pid>/``; every file is fsynced, then the folder is renamed to ``step-000100`` and
 the parent folder is fsynced. A folder named ``step-NNNNNN`` is therefore always complete: a run killed while
-writing leaves only a ``.tmp-<pid>`` folder, which :func:`latest_checkpoint` ignores and the next run removes.
+writing leaves only a ``.tmp-<pid>`` folder, which :func:`latest_checkpoint` ignores and the next run removes. A
+write that fails (disk full, read-only disk) removes its temporary folder and raises one line; the previous
+checkpoint stays as it was. ``state.json`` records the size and SHA-256 of every other file, so a checkpoint damaged
+later (a truncated copy, a bad disk) is recognised (:func:`verify_checkpoint`) and resuming falls back to the newest
+intact one, saying which were skipped and why (:func:`find_resumable`).
 Frozen parameters are not saved: they are rebuilt by the trainer's ``build()``.
 """
 
@@ -40,7 +44,7 @@ TEST_PAUSE_ENV = "ZOO_TEST_CHECKPOINT_PAUSE"
 before the rest), after creating ``.paused`` in the temporary folder, so a test can SIGKILL it mid-write."""
 
 _STEP_RE = re.compile(r"^step-(\d+)$")
-_TMP_RE = re.compile(r"^step-(\d+)\.tmp-(\d+)$")
+_TMP_RE = re.compile(r"^step-(\d+)\.(?:tmp|replaced)-(\d+)$")
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -67,15 +71,51 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint whose ``state.json`` reads back, or None."""
-    for _, path in reversed(list_checkpoints(run_dir)):
-        try:
-            json.loads((path / "state.json").read_text())
-        except (OSError, ValueError):
-            continue
-        return path
+def verify_checkpoint(checkpoint: str | Path) -> str | None:
+    """Why ``checkpoint`` cannot be resumed from (``state.json`` unreadable, a file missing, truncated or changed
+    since it was written), or None when it is intact. Checkpoints written before the file records are checked for
+    a readable ``state.json`` only."""
+    checkpoint = Path(checkpoint)
+    try:
+        document = json.loads((checkpoint / "state.json").read_text())
+    except (OSError, ValueError) as exc:
+        return f"its state.json is unreadable ({type(exc).__name__})"
+    if not isinstance(document, dict):
+        return "its state.json is not a checkpoint record"
+    for name, record in (document.get("files") or {}).items():
+        path = checkpoint / name
+        if not path.is_file():
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != record.get("size"):
+            return f"{name} is truncated or changed ({size} of {record.get('size')} bytes)"
+        if record.get("sha256") and _sha256(path) != record["sha256"]:
+            return f"{name} has changed since it was written (checksum differs)"
     return None
+
+
+def find_resumable(run_dir: str | Path) -> tuple[Path | None, list[tuple[int, str]]]:
+    """The newest intact checkpoint of the run (None when there is none) and the newer ones skipped, with why."""
+    skipped = []
+    for step, path in reversed(list_checkpoints(run_dir)):
+        problem = verify_checkpoint(path)
+        if problem is None:
+            return path, skipped
+        skipped.append((step, problem))
+    return None, skipped
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest intact checkpoint (see :func:`find_resumable`), or None."""
+    return find_resumable(run_dir)[0]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def config_hash(config: Any) -> str:
@@ -266,18 +306,39 @@ def save_checkpoint(run_dir: str | Path, *, step: int, modules: dict[str, nn.Mod
                     optimizers: dict[str, Any], state: TrainState, rng_by_process: list[dict[str, Any]],
                     ema: Any = None, scaler: Any = None, extra: dict[str, Any] | None = None,
                     config_digest: str = "", info: dict[str, Any] | None = None) -> Path:
-    """Write ``<run>/checkpoints/step-NNNNNN`` atomically and return it (an existing one is left as is).
+    """Write ``<run>/checkpoints/step-NNNNNN`` atomically and return it. An existing folder of that step (from before
+    a resume that went back past it, or damaged) is replaced only once the new one is complete.
 
     Call on the main process only; ``rng_by_process`` holds :func:`capture_rng` of every process, by index.
     """
     root = Path(run_dir) / CHECKPOINTS_DIR
     final = root / checkpoint_name(step)
-    if final.is_dir():
-        return final
-    root.mkdir(parents=True, exist_ok=True)
     tmp = root / f"{checkpoint_name(step)}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        return _write_checkpoint(root, tmp, final, step=step, modules=modules, optimizers=optimizers, state=state,
+                                 rng_by_process=rng_by_process, ema=ema, scaler=scaler, extra=extra,
+                                 config_digest=config_digest, info=info)
+    except Exception as exc:  # noqa: BLE001 - OSError, SafetensorError...: the write failed, the run must not
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            free = f", {shutil.disk_usage(root if root.exists() else root.parent).free / 2**30:.1f} GiB free"
+        except OSError:
+            free = ""
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        previous = list_checkpoints(root.parent)
+        kept = f"{previous[-1][1].name} is intact" if previous else "no earlier checkpoint exists"
+        raise TrainingError(f"Could not write checkpoint {checkpoint_name(step)} in {root} ({reason}{free}); {kept} "
+                            f"and the partial one was removed; free disk space or choose a writable --output-dir, "
+                            f"then continue with --resume") from None
+
+
+def _write_checkpoint(root: Path, tmp: Path, final: Path, *, step: int, modules: dict[str, nn.Module],
+                      optimizers: dict[str, Any], state: TrainState, rng_by_process: list[dict[str, Any]],
+                      ema: Any, scaler: Any, extra: dict[str, Any] | None, config_digest: str,
+                      info: dict[str, Any] | None) -> Path:
     (tmp / "models").mkdir(parents=True)
     (tmp / "optimizers").mkdir()
     written: list[Path] = []
@@ -313,8 +374,11 @@ def save_checkpoint(run_dir: str | Path, *, step: int, modules: dict[str, nn.Mod
     save_tensors(rng_tensors, tmp / "rng.safetensors")
     written.append(tmp / "rng.safetensors")
 
-    # 4. state.json last: a folder without it is never complete
+    # 4. state.json last: a folder without it is never complete; it records every other file's size and hash
+    files = {path.relative_to(tmp).as_posix(): {"size": path.stat().st_size, "sha256": _sha256(path)}
+             for path in written}
     document = {
+        "files": files,
         "format": FORMAT_VERSION,
         "step": step,
         "train_state": state.to_dict(),
@@ -335,8 +399,12 @@ def save_checkpoint(run_dir: str | Path, *, step: int, modules: dict[str, nn.Mod
         _fsync_file(path)
     for folder in (tmp / "models", tmp / "optimizers", tmp):
         _fsync_dir(folder)
+    replaced = root / f"{final.name}.replaced-{os.getpid()}"
+    if final.exists():
+        os.rename(final, replaced)
     os.rename(tmp, final)
     _fsync_dir(root)
+    shutil.rmtree(replaced, ignore_errors=True)
     return final
 
 
@@ -413,7 +481,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
-    """Delete ``step-*.tmp-<pid>`` folders left by killed writers (whose process no longer runs)."""
+    """Delete ``step-*.tmp-<pid>`` / ``.replaced-<pid>`` folders left by killed writers (whose process no longer
+    runs)."""
     root = Path(run_dir) / CHECKPOINTS_DIR
     removed = []
     if root.is_dir():

@@ -33,8 +33,10 @@ import contextlib
 import errno
 import json
 import math
+import os
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -46,8 +48,8 @@ import torch
 
 from zoo.errors import TrainingError, ZooError
 from zoo.spec import MethodSpec
-from zoo.train.checkpoint import (capture_rng, checkpoint_name, config_hash, latest_checkpoint, list_checkpoints,
-                                  load_checkpoint, prune_checkpoints, remove_stale_temporaries, restore_rng,
+from zoo.train.checkpoint import (capture_rng, checkpoint_name, config_hash, find_resumable, list_checkpoints,
+                                  verify_checkpoint, load_checkpoint, prune_checkpoints, remove_stale_temporaries, restore_rng,
                                   save_checkpoint, unwrap)
 from zoo.train.config import check_optimizer_config, check_training_config
 from zoo.train.ema import EMA
@@ -189,6 +191,49 @@ def _resolve(target: Any, config: Any) -> tuple[Trainer, Any, str, dict[str, str
     return target, target.config, target.method_name, refs
 
 
+LOCK_FILE = ".zoo-train.lock"
+
+
+def lock_run_folder(run_dir: Path):
+    """Create ``run_dir`` and hold an exclusive lock on it for this process (released when it exits, however it
+    exits); one line naming the other process when another ``zoo train`` holds it, or when the folder cannot be
+    written. Returns the open lock file (keep it open)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(run_dir / LOCK_FILE, "a+")
+    except OSError as exc:
+        raise TrainingError(f"Cannot write the run folder {run_dir} ({exc.strerror or type(exc).__name__}); "
+                            f"choose a writable --output-dir") from None
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock, as before
+        return handle
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise TrainingError(f"{run_dir} is in use by another zoo train ({owner}); wait for it to finish or choose "
+                            f"another --output-dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} on {socket.gethostname()}")
+    handle.flush()
+    return handle
+
+
+def check_run_method(run_dir: Path, method: str) -> None:
+    """One line when the run folder was written by another method than the one asked to resume it."""
+    try:
+        owner = json.loads((run_dir / RUN_INFO).read_text()).get("method")
+    except (OSError, ValueError, AttributeError):
+        return
+    if owner and owner != method:
+        raise TrainingError(f"{run_dir} holds a {owner} run, not {method}; resume it with: zoo train {owner} "
+                            f"--output-dir {run_dir} --resume")
+
+
 def _translate(exc: BaseException, runtime: "_Runtime") -> TrainingError | None:
     """One-line errors for the failures whose fix we know (out of memory, disk full)."""
     train_cfg = runtime.config.train
@@ -302,6 +347,7 @@ class _Runtime:
         self.metrics_log: _MetricsLog | None = None
         self.written: list[Path] = []
         self._stop_signal: int | None = None
+        self._lock = None
         self._previous_handlers: dict[int, Any] = {}
         self._last_outputs: dict[str, dict[str, torch.Tensor]] = {}
         self._last_log_time = time.perf_counter()
@@ -321,13 +367,29 @@ class _Runtime:
         acc = self.accelerator
         self.is_main = acc.is_main_process
         self.num_processes = acc.num_processes
+        if train_cfg.mixed_precision == "fp16" and acc.device.type == "cpu" and self.is_main:
+            print("Note: train.mixed_precision=fp16 has no effect on CPU (accelerate trains in fp32 there); use bf16 "
+                  "for mixed precision on CPU, or train on a CUDA GPU", file=sys.stderr, flush=True)
 
-        # 1a. the run folder: refuse to mix runs, find the checkpoint to resume from
+        # 1a. the run folder: one run at a time, refuse to mix runs, find the checkpoint to resume from
+        if self.is_main:
+            self._lock = lock_run_folder(self.run_dir)
         resume_from = None
         existing = list_checkpoints(self.run_dir)
         if resume:
-            resume_from = Path(checkpoint) if checkpoint else latest_checkpoint(self.run_dir)
-            if resume_from is None or not (resume_from / "state.json").is_file():
+            check_run_method(self.run_dir, self.method)
+            if checkpoint:
+                resume_from = Path(checkpoint)
+                problem = verify_checkpoint(resume_from) if (resume_from / "state.json").is_file() else "missing"
+                if problem:
+                    raise TrainingError(f"Checkpoint {resume_from} cannot be resumed from: {problem}; pick another "
+                                        f"with --checkpoint or leave it out to use the newest intact one")
+            else:
+                resume_from, skipped = find_resumable(self.run_dir)
+                for step, problem in skipped:
+                    if self.is_main:
+                        print(f"Skipping checkpoint {checkpoint_name(step)}: {problem}", file=sys.stderr, flush=True)
+            if resume_from is None:
                 where = checkpoint or self.run_dir / "checkpoints"
                 raise TrainingError(f"No complete checkpoint to resume from in {where}; start without --resume, or "
                                     f"pass the run's folder with --output-dir")
@@ -335,7 +397,6 @@ class _Runtime:
             raise TrainingError(f"{self.run_dir} already holds checkpoints (latest step {existing[-1][0]}); pass "
                                 f"--resume to continue that run or choose another --output-dir")
         if self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.run_dir)
         acc.wait_for_everyone()
 
@@ -707,6 +768,9 @@ class _Runtime:
 
     def close(self) -> None:
         self._restore_signals()
+        if getattr(self, "_lock", None) is not None:
+            self._lock.close()
+            self._lock = None
         if getattr(self, "bar", None) is not None:
             self.bar.close()
         if self.metrics_log is not None:
