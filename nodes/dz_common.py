@@ -28,6 +28,21 @@ MAX_SEED = 2**64 - 2  # zoo.sampling.MAX_SEED: the sampler seeds a second genera
 MAX_SIZE = 8192
 
 
+def model_roots():
+    """Where a workflow may load models from (:class:`zoo.paths.ModelRoots`): ComfyUI's model folders (its own and
+    those of ``extra_model_paths.yaml``), the hub cache, ``pkg:`` models and ``$ZOO_MODEL_ROOTS``. A ComfyUI reachable
+    by others thus reads no other file of the machine through the pack, and says nothing about what exists."""
+    from zoo.paths import ModelRoots
+
+    try:
+        import folder_paths
+    except ImportError:
+        return ModelRoots.for_server()
+    folders = [path for name, (paths, _) in getattr(folder_paths, "folder_names_and_paths", {}).items()
+               if name not in ("custom_nodes", "configs") for path in paths]
+    return ModelRoots.for_server(folders)
+
+
 class LoadedModel:
     """What a loader node hands to the sampling nodes: the registry spec (None = the core base sampler), the sampler
     and how it was asked for (for display and metadata)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from .dz_common import (ATTENTION, CATEGORY, DEVICES, DTYPES, MAX_SEED, MAX_SIZE, MODEL_TYPE, LoadedModel,
-                        cancellable, images_to_comfy, latents_to_comfy, progress_reporter)
+                        cancellable, images_to_comfy, latents_to_comfy, model_roots, progress_reporter)
 
 NO_PRESETS = "(no presets registered)"
 
@@ -24,6 +24,7 @@ def _model_ref_problem(model: str) -> str | None:
     if not model:
         return None
     try:
+        model_roots().check(model)  # outside the allowed folders: one answer, whether it exists or not
         parsed = parse_ref(model)
     except ZooError as exc:
         return str(exc)
@@ -65,7 +66,8 @@ class DistillZooLoadModel:
     def load(self, method, model, device, dtype, attention):
         from zoo.frontend import TEXT_TO_IMAGE, load
 
-        spec, sampler = load(TEXT_TO_IMAGE, method, model, device=device, dtype=dtype, attention=attention)
+        spec, sampler = load(TEXT_TO_IMAGE, method, model, device=device, dtype=dtype, attention=attention,
+                             roots=model_roots())
         return (LoadedModel(spec, sampler, method, model),)
 
 
@@ -104,7 +106,8 @@ class DistillZooLoadPreset:
         from zoo.frontend import TEXT_TO_IMAGE, load, split_preset_key
 
         method, preset_name = split_preset_key(preset)
-        spec, sampler = load(TEXT_TO_IMAGE, method, model, device=device, dtype=dtype, preset=preset_name)
+        spec, sampler = load(TEXT_TO_IMAGE, method, model, device=device, dtype=dtype, preset=preset_name,
+                             roots=model_roots())
         return (LoadedModel(spec, sampler, method, model, preset_name),)
 
 

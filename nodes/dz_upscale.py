@@ -7,7 +7,7 @@ the SR sampler through :func:`zoo.frontend.upscale`, so its output equals ``zoo 
 from __future__ import annotations
 
 from .dz_common import (CATEGORY, DEVICES, DTYPES, MAX_SEED, UPSCALE_MODEL_TYPE, LoadedModel, cancellable,
-                        comfy_to_pil, images_to_comfy, progress_reporter)
+                        comfy_to_pil, images_to_comfy, model_roots, progress_reporter)
 from .dz_text_to_image import _model_ref_problem
 
 
@@ -77,7 +77,8 @@ class DistillZooLoadUpscaleModel:
     def load(self, method, model, device, dtype):
         from zoo.frontend import SUPER_RESOLUTION, load
 
-        spec, sampler = load(SUPER_RESOLUTION, method, upscale_model_file(model) or model, device=device, dtype=dtype)
+        spec, sampler = load(SUPER_RESOLUTION, method, upscale_model_file(model) or model, device=device, dtype=dtype,
+                             roots=model_roots())
         return (LoadedModel(spec, sampler, method, model),)
 
 

@@ -73,8 +73,10 @@ def test_headless_launch_generate_through_gradio_client(tiny_model, tmp_path):
 
     from zoo.sampling import read_metadata
 
+    from zoo.paths import ModelRoots
+
     torch.set_num_threads(1)
-    demo = build_demo()
+    demo = build_demo(roots=ModelRoots([tiny_model.parent]))  # the operator's --model-root
     try:
         _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, share=False)
         assert url.startswith("http://127.0.0.1:")
@@ -87,9 +89,13 @@ def test_headless_launch_generate_through_gradio_client(tiny_model, tmp_path):
         assert Image.open(gallery[0]["image"]).size == (16, 16)
         meta = read_metadata(files[0])
         assert meta["prompt"] == "a blue square" and meta["seed"] == 5 and meta["steps"] == 2
-        with pytest.raises(Exception, match="does not exist"):
-            client.predict("auto", str(tmp_path / "missing"), NO_PRESET, "x", "", 1, -1, 0, 1, 0, 0, -1, "cpu",
-                           api_name="/generate")
+        with pytest.raises(Exception, match="does not exist"):  # inside the operator's roots: said plainly
+            client.predict("auto", str(tiny_model.parent / "missing"), NO_PRESET, "x", "", 1, -1, 0, 1, 0, 0, -1,
+                           "cpu", api_name="/generate")
+        for outside in (str(tmp_path / "missing"), "/etc"):  # outside: one answer, whether it exists or not
+            with pytest.raises(Exception, match="is not available on this server"):
+                client.predict("auto", outside, NO_PRESET, "x", "", 1, -1, 0, 1, 0, 0, -1, "cpu",
+                               api_name="/generate")
     finally:
         demo.close()
 

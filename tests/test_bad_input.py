@@ -457,3 +457,49 @@ def test_resuming_another_methods_run_names_the_method(tmp_path):
     code, line = _cli("train", "snoopi", "--output-dir", run_dir, "--resume")
     assert code == 1 and line == (f"Error: {run_dir} holds a swiftbrush run, not snoopi; resume it with: zoo train "
                                   f"swiftbrush --output-dir {run_dir} --resume")
+
+
+# -- 2. servers do not expose the machine ------------------------------------------------------------------------------
+def test_server_model_roots_refuse_the_same_way_whether_or_not_a_path_exists(tmp_path):
+    from zoo.paths import ModelRoots
+
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    roots = ModelRoots([tmp_path / "models"])
+    assert roots.check(str(tmp_path / "models" / "mine")) == str(tmp_path / "models" / "mine")
+    assert roots.check("org/name") == "org/name" and roots.check("pkg:zoo.testbed/weights/teacher")
+    assert roots.check("") == ""
+    messages = set()
+    for outside in ("/etc", "/etc/passwd", "/no/such/folder", "~/.ssh", str(tmp_path / "models" / ".." / "x"),
+                    "../../etc"):
+        with pytest.raises(UnsafePathError) as info:
+            roots.check(outside)
+        messages.add(str(info.value).replace(repr(outside.strip()), "REF"))
+    assert len(messages) == 1 and "is not available on this server" in messages.pop()
+    os.symlink("/etc", tmp_path / "models" / "link")
+    with pytest.raises(UnsafePathError):
+        roots.check(str(tmp_path / "models" / "link"))  # a link inside a root that leads out of it
+
+
+def test_the_nodes_refuse_paths_outside_comfyuis_model_folders_alike(tmp_path, monkeypatch):
+    from zoo.comfy_harness import ComfyHarness
+
+    monkeypatch.delenv("ZOO_MODEL_ROOTS", raising=False)
+    with ComfyHarness(PLUGINS.parent / "nodes", base_dir=tmp_path / "comfy") as comfy:
+        loader, upscaler = comfy.mappings["DistillZooLoadModel"], comfy.mappings["DistillZooLoadUpscaleModel"]
+        answers = {path: (loader.VALIDATE_INPUTS(model=path), upscaler.VALIDATE_INPUTS(model=path))
+                   for path in ("/etc", "/etc/passwd", str(tmp_path / "nothing-here"))}
+    texts = {a.replace(repr(p), "REF") for p, pair in answers.items() for a in pair}
+    assert len(texts) == 1 and "is not available on this server" in texts.pop()
+
+
+def test_the_app_shows_only_zoo_errors_to_clients(caplog):
+    import gradio as gr
+
+    from zoo.app import GENERIC_FAILURE, _guarded
+
+    def leaky():
+        raise RuntimeError("secret: /home/operator/.cache/token")
+
+    with pytest.raises(gr.Error) as info:
+        _guarded(leaky)()
+    assert str(info.value.message) == GENERIC_FAILURE and "secret" in caplog.text

@@ -24,6 +24,12 @@ COMFY_TOP_LEVEL = {"nodes", "server", "folder_paths", "execution", "main", "comf
                    "protocol", "hook_breaker_ac10a0", "new_updater", "comfyui_version", "model_management"}
 
 
+
+@pytest.fixture(autouse=True)
+def _test_models_are_allowed(tmp_path_factory, monkeypatch):
+    """The tests' tiny models live under pytest's temporary folder: the operator's model root here."""
+    monkeypatch.setenv("ZOO_MODEL_ROOTS", str(tmp_path_factory.getbasetemp()))
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     from zoo.tiny import build_tiny_sd

@@ -23,6 +23,12 @@ WORKFLOWS = sorted(p for p in (PACK / "workflows").glob("*.json") if not p.name.
 """The workflows of the pack's own nodes (the native_* ones use core ComfyUI nodes: tests/test_comfy_native.py)."""
 
 
+
+@pytest.fixture(autouse=True)
+def _test_models_are_allowed(tmp_path_factory, monkeypatch):
+    """The tests' tiny models live under pytest's temporary folder: the operator's model root here."""
+    monkeypatch.setenv("ZOO_MODEL_ROOTS", str(tmp_path_factory.getbasetemp()))
+
 @pytest.fixture(scope="module")
 def tiny_sd(tmp_path_factory):
     from zoo.tiny import build_tiny_sd

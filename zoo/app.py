@@ -29,19 +29,21 @@ NO_PRESET = "(none)"
 
 
 class SamplerCache:
-    """Keeps the most recently used sampler (weights are the expensive part; one model at a time fits any GPU)."""
+    """Keeps the most recently used sampler (weights are the expensive part; one model at a time fits any GPU).
+    Models come only from ``roots`` (:class:`zoo.paths.ModelRoots`; None: anywhere)."""
 
-    def __init__(self) -> None:
+    def __init__(self, roots: Any = None) -> None:
         self._key: tuple | None = None
         self._value: tuple | None = None
         self._lock = threading.Lock()
+        self.roots = roots
 
     def get(self, task: str, method: str, model: str, preset: str | None, device: str) -> tuple[Any, Any]:
         key = (task, method or AUTO, (model or "").strip(), preset, device)
         with self._lock:
             if key != self._key:
                 self._key, self._value = None, None  # free the old weights before loading new ones
-                self._value = load(task, method, model, device=device, dtype="auto", preset=preset)
+                self._value = load(task, method, model, device=device, dtype="auto", preset=preset, roots=self.roots)
                 self._key = key
             return self._value
 
@@ -60,9 +62,9 @@ def _progress_callback(progress: Any, description: str):
 class DemoHandlers:
     """The functions behind the buttons (plain Python: unit-testable without launching gradio)."""
 
-    def __init__(self, registry: Any = None) -> None:
+    def __init__(self, registry: Any = None, roots: Any = None) -> None:
         self.registry = registry
-        self.cache = SamplerCache()
+        self.cache = SamplerCache(roots)
 
     def presets_for(self, method: str) -> list[str]:
         from zoo.registry import get_registry
@@ -122,9 +124,14 @@ class DemoHandlers:
         return str(path), info, str(path)
 
 
+GENERIC_FAILURE = "The request failed on the server (the details are in the server's log)"
+
+
 def _guarded(function):
-    """Turn ZooErrors into gr.Error so the user sees the one-line message instead of a generic failure."""
+    """Only zoo errors reach the client, as their one line; anything else is logged on the server and the client
+    sees a generic failure (no paths, no exception text from the server)."""
     import functools
+    import logging
 
     import gradio as gr
 
@@ -134,13 +141,20 @@ def _guarded(function):
             return function(*args, **kwargs)
         except ZooError as exc:
             raise gr.Error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        except Exception:  # noqa: BLE001 - everything else stays on the server
+            logging.getLogger("zoo.app").exception("request failed")
+            raise gr.Error(GENERIC_FAILURE) from None
     return wrapper
 
 
-def build_demo(registry: Any = None) -> "gr.Blocks":  # noqa: F821
-    """The gradio Blocks app. ``registry`` lists the methods (default: the process-wide registry)."""
+def build_demo(registry: Any = None, roots: Any = None) -> "gr.Blocks":  # noqa: F821
+    """The gradio Blocks app. ``registry`` lists the methods (default: the process-wide registry); ``roots`` (a
+    :class:`zoo.paths.ModelRoots`, default :meth:`~zoo.paths.ModelRoots.for_server`) is where clients' models may
+    come from."""
+    from zoo.paths import ModelRoots
+
     gr = require_extra("gradio", "ui", "The distill-zoo web demo")
-    handlers = DemoHandlers(registry)
+    handlers = DemoHandlers(registry, roots if roots is not None else ModelRoots.for_server())
     t2i_methods = method_choices(TEXT_TO_IMAGE, registry=registry)
     sr_methods = method_choices(SUPER_RESOLUTION, registry=registry)
     devices = ["auto", "cpu", "cuda"]

@@ -45,15 +45,18 @@ def split_preset_key(key: str) -> tuple[str, str]:
 
 
 def load(task: str, method: str | None, model: str | None, *, device: str = "auto", dtype: str | None = "auto",
-         preset: str | None = None, **settings: Any) -> tuple[Any, Any]:
+         preset: str | None = None, roots: Any = None, **settings: Any) -> tuple[Any, Any]:
     """``zoo.loading.load_sampler`` with front-end input conventions, checking the method's task.
 
-    ``method`` ``"auto"``/empty and ``model`` empty mean "not given". Returns ``(spec or None, sampler)``.
+    ``method`` ``"auto"``/empty and ``model`` empty mean "not given". ``roots`` (a :class:`zoo.paths.ModelRoots`)
+    limits where a client's model may come from; None allows any (a local user). Returns ``(spec or None, sampler)``.
     """
     from zoo.loading import load_sampler
 
     method = None if not method or method == AUTO else method
     model = (model or "").strip() or None
+    if roots is not None:
+        roots.check(model)
     return load_sampler(method, model, device=device, dtype=dtype, preset=preset, task=task, **settings)
 
 

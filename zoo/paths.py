@@ -67,3 +67,43 @@ def confine(root: str | os.PathLike, name: object, *, what: str, source: str,
         raise UnsafePathError(f"The {what} {name!r} named in {source} points outside the model folder (through a "
                               f"link); only files inside it or hub references are allowed")
     return candidate
+
+
+MODEL_ROOTS_ENV = "ZOO_MODEL_ROOTS"
+"""Extra folders (``os.pathsep``-separated) a server's clients may load local models from."""
+
+
+class ModelRoots:
+    """Where the clients of a server (``zoo serve``, a ComfyUI reachable by others) may load models from: hub ids
+    (downloaded into the hub cache), ``pkg:`` models shipped inside installed packages, and local folders or files
+    inside the given roots. Everything else is refused with one line that is the same whether or not the path
+    exists, so a client learns nothing about the machine.
+    """
+
+    def __init__(self, folders=()) -> None:
+        self.folders = [Path(os.path.realpath(os.path.expanduser(os.fspath(f)))) for f in folders]
+
+    @classmethod
+    def for_server(cls, extra=()) -> "ModelRoots":
+        """The hub cache, ``$ZOO_MODEL_ROOTS`` and ``extra`` (e.g. ``zoo serve --model-root``)."""
+        from zoo.hub import hub_cache_dir
+
+        env = [part for part in os.environ.get(MODEL_ROOTS_ENV, "").split(os.pathsep) if part.strip()]
+        return cls([hub_cache_dir(), *env, *extra])
+
+    def check(self, ref: str | None) -> str | None:
+        """``ref`` when a client may load it (empty: the method's default model), else :class:`UnsafePathError`."""
+        from zoo.errors import InputError
+        from zoo.hub import parse_ref
+
+        if ref is None or not str(ref).strip():
+            return ref
+        try:
+            kind = parse_ref(str(ref)).kind
+        except InputError:
+            kind = "local"  # malformed or a missing folder: answered like any other refused path
+        if kind != "local" or any(inside(os.path.expanduser(str(ref).strip()), root) for root in self.folders):
+            return ref
+        raise UnsafePathError(f"Model {str(ref).strip()!r} is not available on this server: use a hub id (org/name), "
+                              f"a pkg: model, or a model in the server's model folders (the operator adds folders "
+                              f"with --model-root or {MODEL_ROOTS_ENV})")
