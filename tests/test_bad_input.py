@@ -503,3 +503,42 @@ def test_the_app_shows_only_zoo_errors_to_clients(caplog):
     with pytest.raises(gr.Error) as info:
         _guarded(leaky)()
     assert str(info.value.message) == GENERIC_FAILURE and "secret" in caplog.text
+
+
+# -- 3. work is bounded before it starts --------------------------------------------------------------------------------
+def test_an_image_over_the_pixel_limit_is_refused_before_any_work(tmp_path, monkeypatch):
+    code, line = _cli("run", "--prompt", "x", "--width", "100000", "--height", "100000", "-o", tmp_path / "a.png")
+    assert code == 1 and line == ("Error: 100000x100000 is 10,000,000,000 pixels per image, over the limit of "
+                                  "4,194,304; make the image smaller, or raise the limit with --max-pixels or "
+                                  "ZOO_MAX_PIXELS")
+    monkeypatch.setenv("ZOO_MAX_PIXELS", "256")
+    code, line = _cli("run", "--prompt", "x", "-o", tmp_path / "b.png")  # 32x32 = 1,024 pixels
+    assert code == 1 and "over the limit of 256" in line
+    result = CliRunner().invoke(main, ["run", "--prompt", "x", "--steps", "1", "--max-pixels", "1024", "-o",
+                                       str(tmp_path / "c.png")])
+    assert result.exit_code == 0 and (tmp_path / "c.png").is_file()
+
+
+def test_a_batch_that_does_not_fit_in_memory_is_refused_with_both_numbers(tmp_path, monkeypatch):
+    import zoo.limits
+
+    monkeypatch.setattr(zoo.limits, "available_bytes", lambda device: 64 * 2**20)  # a 64 MiB machine
+    code, line = _cli("run", "--prompt", "x", "-b", "100000", "-o", tmp_path / "a.png")
+    assert code == 1 and line == ("Error: 100000 image(s) of 32x32 need about 0.4 GiB but 0.1 GiB are available on "
+                                  "cpu; lower the batch size or the image size")
+
+
+def test_large_batches_run_in_chunks_with_the_same_images(monkeypatch):
+    import torch
+
+    import zoo.limits
+
+    _, sampler = load_sampler(model=str(PLUGINS / "swiftbrush" / "testbed"))
+    whole = sampler("a red circle", batch_size=5, seed=3, output_type="pt")
+    monkeypatch.setattr(zoo.limits, "MAX_CHUNK", 2)
+    calls = []
+    chunked = sampler("a red circle", batch_size=5, seed=3, output_type="pt",
+                      progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]  # three chunks of one step each
+    assert chunked.nfe == whole.nfe == 1 and chunked.images.shape == whole.images.shape
+    torch.testing.assert_close(chunked.latents, whole.latents, rtol=1e-4, atol=1e-4)  # batch-size rounding only

@@ -22,6 +22,7 @@ import torch
 
 from zoo.diffusion.guidance import cfg, uses_cfg
 from zoo.errors import FileMissingError, InputError, WeightsError
+from zoo.limits import plan_text_to_image
 from zoo.negative_attention import NASA_OPTION, nasa_for_call  # NASA: negatives via attention, no CFG
 from zoo.sampling import ProgressCallback, SampleResult, check_seed, require_finite
 from zoo.spec import ResolvedModel
@@ -141,9 +142,11 @@ class SDComponents:
         return (batch_size, self.unet.config.in_channels, height // self.vae_scale_factor,
                 width // self.vae_scale_factor)
 
-    def initial_latents(self, batch_size: int, height: int, width: int, seed: int) -> torch.Tensor:
-        """Gaussian latents from a CPU generator seeded with ``seed`` (identical on every device)."""
-        generator = torch.Generator("cpu").manual_seed(int(seed))
+    def initial_latents(self, batch_size: int, height: int, width: int, seed: int,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+        """Gaussian latents from a CPU generator seeded with ``seed`` (identical on every device). With
+        ``generator`` the draw continues its stream (chunks drawn one after the other equal one draw of all)."""
+        generator = generator or torch.Generator("cpu").manual_seed(int(seed))
         shape = self.latent_shape(batch_size, height, width)
         return torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device, self.dtype)
 
@@ -328,33 +331,50 @@ class TextToImageSampler:
             if len(negatives) != batch_size:
                 raise InputError(f"{len(negatives)} negative prompts for {batch_size} prompts; give one or one each")
 
-        started = time.perf_counter()
-        cond = c.encode_prompt(prompts)
-        uncond = c.encode_prompt(negatives or [""] * batch_size) if uses_cfg(guidance_scale) else None
-        if latents is None:
-            latents = c.initial_latents(batch_size, height, width, seed)
-        elif tuple(latents.shape) != c.latent_shape(batch_size, height, width):
+        if latents is not None and tuple(latents.shape) != c.latent_shape(batch_size, height, width):
             raise InputError(f"latents of shape {tuple(latents.shape)} do not fit {batch_size} image(s) of "
                              f"{height}x{width}; give shape {c.latent_shape(batch_size, height, width)}")
-        else:
-            latents = latents.to(c.device, c.dtype)
+        chunk = plan_text_to_image(c, batch_size, height, width)  # one line when too large; chunks keep memory flat
+
+        started = time.perf_counter()
+        noise = torch.Generator("cpu").manual_seed(int(seed))  # the initial noise, drawn chunk after chunk
         generator = torch.Generator("cpu").manual_seed(int(seed) + 1)  # for stochastic samplers' fresh noise
-        counter = NFECounter(c.unet, batch_size)
-        try:
-            with nasa_for_call(c.unet, c.encode_prompt, negatives, options.get(NASA_OPTION)):
-                latents = self.denoise(latents, cond, uncond, steps, guidance_scale, generator, progress,
-                                       negative_prompt=negatives, **options)
-        finally:
-            nfe = counter.close()
         label = f"{self.method} sampling of {self.model.ref if self.model else 'the model'}"
-        images = c.decode(require_finite(latents, label))
+        chunks = range(0, batch_size, chunk)
+        outputs, finals, nfe = [], [], 0
+        for number, first in enumerate(chunks):
+            part = slice(first, first + chunk)
+            count = len(prompts[part])
+            cond = c.encode_prompt(prompts[part])
+            part_negatives = negatives[part] if negatives else None
+            uncond = c.encode_prompt(part_negatives or [""] * count) if uses_cfg(guidance_scale) else None
+            if latents is None:
+                start = c.initial_latents(count, height, width, seed, generator=noise)
+            else:
+                start = latents[part].to(c.device, c.dtype)
+
+            def part_progress(done: int, total: int, _number: int = number) -> None:
+                if progress is not None:
+                    progress(_number * total + done, len(chunks) * total)
+
+            counter = NFECounter(c.unet, count)
+            try:
+                with nasa_for_call(c.unet, c.encode_prompt, part_negatives, options.get(NASA_OPTION)):
+                    final = self.denoise(start, cond, uncond, steps, guidance_scale, generator, part_progress,
+                                         negative_prompt=part_negatives, **options)
+            finally:
+                nfe = max(nfe, counter.close())
+            images = c.decode(require_finite(final, label))
+            outputs += c.to_pil(images) if output_type == "pil" else [images]
+            finals.append(final)
+        latents = torch.cat(finals)
+        images = outputs if output_type == "pil" else torch.cat(outputs)
         seconds = time.perf_counter() - started
         metadata = {**self.metadata(), "prompt": prompts[0] if len(set(prompts)) == 1 else prompts,
                     "negative_prompt": negative_prompt, "steps": steps, "guidance_scale": guidance_scale,
                     "seed": seed, "height": height, "width": width, "nfe": nfe,
                     "seconds_per_image": round(seconds / batch_size, 6), **self.extra_metadata(options)}
-        output = c.to_pil(images) if output_type == "pil" else images
-        return SampleResult(images=output, nfe=nfe, metadata=metadata, latents=latents)
+        return SampleResult(images=images, nfe=nfe, metadata=metadata, latents=latents)
 
     def check_options(self, options: dict[str, Any]) -> None:
         unknown = sorted(set(options) - self.call_options)

@@ -25,10 +25,12 @@ from zoo.cli.options import parse_key_values, tqdm_progress
 @click.option("--dtype", default="auto", show_default=True, help="auto (fp32 on CPU, fp16 on CUDA), fp32, fp16, bf16.")
 @click.option("--attention", type=click.Choice(["auto", "sdpa", "xformers"]), default="auto", show_default=True)
 @click.option("--set", "options", multiple=True, metavar="KEY=VALUE", help="Method option, e.g. --set eta=0.3.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Largest image (width x height) to accept (default 4,194,304 = 2048x2048; env ZOO_MAX_PIXELS).")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Output PNG (default: outputs/<method>-<seed>.png); a batch writes <stem>-<i>.png.")
 def run_command(name, prompt, negative_prompt, steps, guidance_scale, seed, height, width, batch_size, model, preset,
-                device, dtype, attention, options, out):
+                device, dtype, attention, options, max_pixels, out):
     """Generate images. NAME is a method (see 'zoo list') or a model reference; both may be omitted."""
     from zoo.loading import load_sampler, looks_like_model_ref
     from zoo.registry import get_registry
@@ -36,6 +38,12 @@ def run_command(name, prompt, negative_prompt, steps, guidance_scale, seed, heig
     from zoo.sampling import check_writable, save_image
 
     check_writable(out.parent if out is not None else Path("outputs"))  # before any model is loaded
+    if max_pixels is not None:
+        import os
+
+        from zoo.limits import MAX_PIXELS_ENV
+
+        os.environ[MAX_PIXELS_ENV] = str(max_pixels)
     method = name
     if name and name not in get_registry() and looks_like_model_ref(name):
         if model:
