@@ -168,11 +168,17 @@ class DistillZooSampler:
 
     @classmethod
     def VALIDATE_INPUTS(cls, width=0, height=0):
+        from zoo.limits import MAX_PIXELS_ENV, max_pixels
+
         for name, value in (("width", width), ("height", height)):
             if not 0 <= value <= MAX_SIZE:
                 return f"{name}={value} is out of range: use 0 (native size) or 8..{MAX_SIZE}"
             if value % 8:
                 return f"{name}={value} is not a multiple of 8; use e.g. {value - value % 8 or 8}"
+        limit = max_pixels()
+        if width * height > limit:
+            return (f"{width}x{height} is over the limit of {limit:,} pixels per image; make it smaller, or raise "
+                    f"the limit with {MAX_PIXELS_ENV} when starting ComfyUI")
         return True
 
     def sample(self, model, prompt, negative_prompt, steps, guidance_scale, seed, width, height, batch_size,

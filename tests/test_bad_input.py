@@ -542,3 +542,55 @@ def test_large_batches_run_in_chunks_with_the_same_images(monkeypatch):
     assert calls == [(1, 3), (2, 3), (3, 3)]  # three chunks of one step each
     assert chunked.nfe == whole.nfe == 1 and chunked.images.shape == whole.images.shape
     torch.testing.assert_close(chunked.latents, whole.latents, rtol=1e-4, atol=1e-4)  # batch-size rounding only
+
+
+def test_the_sampler_node_refuses_an_image_over_the_pixel_limit_at_validation(tmp_path):
+    from zoo.comfy_harness import ComfyHarness
+
+    with ComfyHarness(PLUGINS.parent / "nodes", base_dir=tmp_path / "comfy") as comfy:
+        node = comfy.mappings["DistillZooSampler"]
+        assert node.VALIDATE_INPUTS(width=2048, height=2048) is True
+        assert "over the limit of 4,194,304 pixels" in node.VALIDATE_INPUTS(width=8192, height=8192)
+
+
+def test_a_pickle_only_repo_says_the_weights_were_skipped_and_how_to_get_them(hub_server, tmp_path):
+    import torch
+
+    teacher = Path(__file__).resolve().parents[1] / "zoo" / "testbed" / "weights" / "teacher"
+    files = {p.relative_to(teacher).as_posix(): p for p in teacher.rglob("*") if p.is_file()
+             and not p.name.endswith(".safetensors")}
+    from safetensors.torch import load_file
+
+    for part in ("unet", "vae", "text_encoder"):  # the same model with pickled (.bin) weights only
+        weights = next((teacher / part).glob("*.safetensors"))
+        torch.save(load_file(str(weights)), tmp_path / f"{part}.bin")
+        name = "pytorch_model.bin" if part == "text_encoder" else "diffusion_pytorch_model.bin"
+        files[f"{part}/{name}"] = tmp_path / f"{part}.bin"
+    hub_server.add_repo("pickles/only", files)
+    result = CliRunner().invoke(main, ["download", "pickles/only"])
+    assert result.exit_code == 0
+    assert "Note: 3 pickle weight file(s) were not downloaded" in result.output and "--allow-pickle" in result.output
+    code, line = _cli("run", "pickles/only", "--prompt", "x", "-o", tmp_path / "a.png")
+    assert code == 1 and "has no safetensors weights (pickle weights .bin/.ckpt are skipped unless --allow-pickle)" in line
+    assert CliRunner().invoke(main, ["download", "pickles/only", "--allow-pickle"]).exit_code == 0
+    result = CliRunner().invoke(main, ["run", "pickles/only", "--prompt", "x", "--steps", "1", "-o",
+                                       str(tmp_path / "b.png")])
+    assert result.exit_code == 0 and (tmp_path / "b.png").is_file()  # the trusted pickles, loaded weights-only
+
+
+def test_a_hub_repo_holding_the_official_imdn_pth_is_fetched_and_runs(hub_server, tmp_path):
+    import torch
+    from PIL import Image
+
+    from zoo_plugins.imdn.arch import IMDN
+
+    torch.manual_seed(0)
+    torch.save(IMDN(num_features=16, num_blocks=2, upscale=2).state_dict(), tmp_path / "IMDN_x2.pth")
+    hub_server.add_repo("official/imdn", {"IMDN_x2.pth": tmp_path / "IMDN_x2.pth", "other.bin": b"x" * 100})
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(tmp_path / "in.png")
+    result = CliRunner().invoke(main, ["upscale", "imdn", "--model", "hf-hub:official/imdn", str(tmp_path / "in.png"),
+                                       "-o", str(tmp_path / "out.png")])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "out.png").size == (16, 16)
+    snapshots = list((hub.hub_cache_dir() / "models--official--imdn" / "snapshots").iterdir())
+    assert [sorted(p.name for p in snapshot.iterdir()) for snapshot in snapshots] == [["IMDN_x2.pth"]]

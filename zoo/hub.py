@@ -423,6 +423,21 @@ def _remove_stale_partial_downloads(repo_folder: Path) -> list[Path]:
     return removed
 
 
+def skipped_pickles(resolved: ResolvedModel) -> list[str]:
+    """The pickle weight files of a hub repository that a download without ``allow_pickle`` left out (asks the hub
+    for the repository's file list; empty when offline, for local folders, or when it cannot tell)."""
+    if resolved.source != _KIND_HUB or is_offline():
+        return []
+    try:
+        from huggingface_hub import HfApi
+
+        repo_id = parse_ref(resolved.ref).repo_id
+        names = HfApi(endpoint=hub_endpoint()).list_repo_files(repo_id, revision=resolved.commit)
+    except Exception:  # noqa: BLE001 - a hint only
+        return []
+    return [name for name in names if _is_pickle(name) and not (resolved.path / name).exists()]
+
+
 def _translate_hub_error(exc: Exception, repo_id: str, revision: str | None, endpoint: str, cache_dir: Path,
                          offline: bool, command: str) -> Exception:
     """Map a huggingface_hub exception to the matching one-line :class:`~zoo.errors.HubError`."""

@@ -66,7 +66,12 @@ def resolve_method_and_model(method: str | None = None, model: str | ResolvedMod
         if spec is not None:
             return spec, (resolve_model(spec.default_model) if spec.default_model else None)
         model = DEFAULT_MODEL
-    resolved = model if isinstance(model, ResolvedModel) else resolve_model(str(model))
+    if isinstance(model, ResolvedModel):
+        resolved = model
+    elif spec is not None and spec.hub_files:
+        resolved = resolve_model(str(model), **_method_files(spec))
+    else:
+        resolved = resolve_model(str(model))
     made_by = (resolved.manifest or {}).get("method")
     if spec is None and method != BASE_METHOD:
         if made_by and made_by != BASE_METHOD:
@@ -76,7 +81,17 @@ def resolve_method_and_model(method: str | None = None, model: str | ResolvedMod
                              f"name the method: zoo run METHOD --model {resolved.ref}")
     elif spec is not None and made_by and made_by not in (BASE_METHOD, *spec.names):
         warnings.warn(f"{resolved.ref} was made by method {made_by!r} but is run with {spec.name!r}", stacklevel=2)
+    if spec is not None and spec.hub_files and resolved.source == "hub" and not made_by == spec.name:
+        resolved = resolve_model(resolved.ref, **_method_files(spec))  # the method became known from zoo.json
     return spec, resolved
+
+
+def _method_files(spec: MethodSpec) -> dict:
+    """Download settings that add the files a method loads safely itself (e.g. IMDN's official ``.pth``, read with
+    ``weights_only=True``) to the safe defaults; other pickles stay out."""
+    from zoo.hub import DEFAULT_ALLOW_PATTERNS
+
+    return {"allow_patterns": [*DEFAULT_ALLOW_PATTERNS, *spec.hub_files], "allow_pickle": True}
 
 
 def check_task(spec: MethodSpec | None, resolved: ResolvedModel | None, task: str | None) -> None:

@@ -121,6 +121,9 @@ class MethodSpec:
         comfy_patch: lazy ``"module:attr"`` (or function) that applies a model folder of this method to a ComfyUI
             MODEL: ``patch(model, resolved, *, strength, guidance) -> MODEL`` (see :mod:`zoo.comfy_native`); None
             when the method has no native ComfyUI form.
+        hub_files: file patterns this method's sampler needs from a hub repository beyond the safe defaults, and
+            loads safely itself (e.g. IMDN's official ``*.pth``, read with ``weights_only=True``); fetched whenever a
+            model of this method comes from the hub.
         spandrel_arch: lazy ``"module:attr"`` (or function) returning a ``spandrel.ArchSupport`` for this method's
             weights files, so that ComfyUI's core upscale-model loader runs them (registered by the node pack where
             spandrel is installed); None otherwise.
@@ -140,6 +143,7 @@ class MethodSpec:
     default_model: str | None = None
     comfy_patch: str | Callable[..., Any] | None = None
     spandrel_arch: str | Callable[..., Any] | None = None
+    hub_files: tuple[str, ...] = ()
     plugin: str | None = None
 
     def __post_init__(self) -> None:
@@ -221,5 +225,6 @@ class MethodSpec:
             "default_model": self.default_model,
             "comfy_patch": plain(self.comfy_patch),
             "spandrel_arch": plain(self.spandrel_arch),
+            "hub_files": list(self.hub_files),
             "plugin": self.plugin,
         }

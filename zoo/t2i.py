@@ -40,7 +40,7 @@ def _quiet_diffusers() -> None:
     from transformers.utils import logging as transformers_logging
 
     diffusers_logging.disable_progress_bar()
-    diffusers_logging.set_verbosity_error()
+    diffusers_logging.set_verbosity(diffusers_logging.CRITICAL)  # its load errors become one-line WeightsErrors
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
 
@@ -94,6 +94,12 @@ class SDComponents:
             tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer", local_files_only=True)
             scheduler_config = dict(DDPMScheduler.load_config(path / "scheduler", local_files_only=True))
         except (OSError, ValueError, RuntimeError) as exc:
+            parts = [part for part in ("unet", "vae", "text_encoder") if (path / part).is_dir()]
+            if any(not list((path / part).glob("*.safetensors")) and not list((path / part).glob("*.bin"))
+                   for part in parts):
+                raise WeightsError(f"{path} has no safetensors weights (pickle weights .bin/.ckpt are skipped unless "
+                                   f"--allow-pickle): download it with 'zoo download REF --allow-pickle' if you trust "
+                                   f"its source, or use a model published as safetensors") from None
             raise WeightsError(f"Cannot load the Stable Diffusion folder {path}: {str(exc).splitlines()[0]}") from None
         components = cls(unet, vae, text_encoder, tokenizer, scheduler_config, device, dtype, path)
         for name, module in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder)):

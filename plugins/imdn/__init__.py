@@ -50,4 +50,5 @@ def register_methods(register):
         presets=_presets(),
         default_model=None,
         spandrel_arch="zoo_plugins.imdn.spandrel_arch:arch_support",
+        hub_files=("*.pth",),  # the official checkpoints; read with torch.load(weights_only=True)
     ))

@@ -22,6 +22,14 @@ def download_command(ref: str, revision: str | None, include: tuple[str, ...], a
     from zoo.hub import resolve_model
 
     resolved = resolve_model(ref, revision=revision, allow_patterns=list(include) or None, allow_pickle=allow_pickle)
+    if not allow_pickle:
+        from zoo.hub import skipped_pickles
+
+        skipped = skipped_pickles(resolved)
+        if skipped:
+            click.echo(f"Note: {len(skipped)} pickle weight file(s) were not downloaded ({', '.join(skipped[:3])}"
+                       f"{', ...' if len(skipped) > 3 else ''}): pickles can run code when loaded; pass --allow-pickle "
+                       f"only if you trust {ref}", err=True)
     click.echo(f"path: {resolved.path}")
     click.echo(f"commit: {resolved.commit or '(none: local folder)'}")
     method = resolved.manifest.get("method")
