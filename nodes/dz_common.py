@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterator
 
+from zoo.errors import InputError
+
 CATEGORY = "distill-zoo"
 MODEL_TYPE = "DISTILL_ZOO_MODEL"
 """A loaded text-to-image sampler (:class:`LoadedModel`)."""
@@ -157,7 +159,7 @@ def comfy_to_pil(image: Any) -> list:
     from PIL import Image
 
     if image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"Expected an IMAGE tensor [B, H, W, C], got shape {list(image.shape)}")
+        raise InputError(f"Expected an IMAGE tensor [B, H, W, C], got shape {list(image.shape)}")
     arrays = (image[..., :3].float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
     if arrays.shape[-1] == 1:
         arrays = np.repeat(arrays, 3, axis=-1)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 
+from zoo.errors import InputError
+
 from .dz_common import CATEGORY
 
 TIMESTEPS_TOOLTIP = "optional: comma-separated integer timesteps (descending) instead of the schedule's own"
@@ -34,7 +36,7 @@ def _find_model_sampling(model):
         inner = getattr(inner, "inner_model", None)
         if inner is None:
             break
-    raise RuntimeError("distill-zoo: cannot find the model's sigma schedule (model_sampling) in this ComfyUI")
+    raise InputError("distill-zoo: cannot find the model's sigma schedule (model_sampling) in this ComfyUI")
 
 
 def _parse_timesteps(text: str) -> list[int] | None:
@@ -44,7 +46,7 @@ def _parse_timesteps(text: str) -> list[int] | None:
     try:
         return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
     except ValueError:
-        raise ValueError(f"timesteps {text!r} must be comma-separated integers, e.g. 999, 759, 499, 259") from None
+        raise InputError(f"timesteps {text!r} must be comma-separated integers, e.g. 999, 759, 499, 259") from None
 
 
 def few_step_sampler(rule: str, final: str, gamma: float, jump: str = "next"):
@@ -108,7 +110,7 @@ class DistillZooFewStepSchedule:
         table = _model_sampling(model).sigmas.detach().float().cpu()
         chosen = schedule_timesteps(schedule, steps, len(table), _parse_timesteps(timesteps))
         if any(not 0 <= t < len(table) for t in chosen):
-            raise ValueError(f"timesteps {chosen} must lie in 0..{len(table) - 1} for this model")
+            raise InputError(f"timesteps {chosen} must lie in 0..{len(table) - 1} for this model")
         rule = SCHEDULES[schedule]
         sampler = few_step_sampler(rule["rule"], rule["final"], float(gamma), rule.get("jump", "next"))
         return sampler, timestep_sigmas(table, chosen)
@@ -222,7 +224,7 @@ def resolve_zoo_model(choice: str):
         manifest = confine(base, choice, what="model", source=f"ComfyUI's models/{folder}")
         if manifest.name == "zoo.json" and manifest.is_file():
             return resolve_model(os.fspath(manifest.parent))
-    raise ValueError(f"{choice!r} is not a distill-zoo export in ComfyUI's model folders; put the folder that zoo "
+    raise InputError(f"{choice!r} is not a distill-zoo export in ComfyUI's model folders; put the folder that zoo "
                      f"train exported (with its zoo.json) into models/diffusion_models and refresh")
 
 
@@ -258,7 +260,7 @@ class DistillZooApplyModel:
         spec = get_registry().get(method) if method else None
         if spec is None or spec.comfy_patch is None:
             name = method or "(no method in zoo.json)"
-            raise ValueError(f"{resolved.ref}: method {name} has no native ComfyUI patch; load it with "
+            raise InputError(f"{resolved.ref}: method {name} has no native ComfyUI patch; load it with "
                              f"'Load Distilled Model (distill-zoo)' instead")
         patch = spec.load("comfy_patch")
         return (patch(model, resolved, strength=float(strength),

@@ -594,3 +594,25 @@ def test_a_hub_repo_holding_the_official_imdn_pth_is_fetched_and_runs(hub_server
     assert Image.open(tmp_path / "out.png").size == (16, 16)
     snapshots = list((hub.hub_cache_dir() / "models--official--imdn" / "snapshots").iterdir())
     assert [sorted(p.name for p in snapshot.iterdir()) for snapshot in snapshots] == [["IMDN_x2.pth"]]
+
+
+def test_the_nodes_show_clients_only_one_line_errors(tmp_path, caplog):
+    from zoo.comfy_harness import ComfyHarness
+
+    class Secret:
+        def __getattr__(self, name):
+            raise AttributeError("/home/operator/secret-path")
+
+    with ComfyHarness(PLUGINS.parent / "nodes", base_dir=tmp_path / "comfy") as comfy:
+        node = comfy.mappings["DistillZooFewStepSchedule"]()
+        with pytest.raises(RuntimeError) as info:
+            node.build(Secret(), "re-noise (DMD2, Phased DMD)", 4, 0.3)
+        import folder_paths
+
+        (tmp_path / "models").mkdir()
+        folder_paths.add_model_folder_path("diffusion_models", str(tmp_path / "models"))
+        with pytest.raises(UnsafePathError, match="points outside the model folder"):  # zoo errors pass as they are
+            comfy.mappings["DistillZooApplyModel"]().apply(None, "../../etc/zoo.json", 1.0, -1.0)
+    assert str(info.value) == ("DistillZooFewStepSchedule failed (AttributeError); the details are in the ComfyUI "
+                               "server's log")
+    assert info.value.__cause__ is None and "secret-path" in caplog.text

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from zoo.errors import WeightsError
+from zoo.errors import InputError, WeightsError
 
 
 def unet_folder() -> str:
@@ -171,7 +171,7 @@ def expert_index(timesteps: list[int], boundaries: list[int]) -> int:
     not mix phases."""
     phases = {sum(1 for b in boundaries if int(t) <= int(b)) for t in timesteps}
     if len(phases) != 1:
-        raise ValueError("Phased DMD: one model call mixes timesteps of different phases; sample the batch at one "
+        raise InputError("Phased DMD: one model call mixes timesteps of different phases; sample the batch at one "
                          "timestep per step")
     return phases.pop()
 
@@ -184,7 +184,7 @@ def switch_experts(experts: list, boundaries: list[int]):
     import comfy.model_management as model_management
 
     if len(experts) != len(boundaries) + 1:
-        raise ValueError(f"{len(experts)} experts for {len(boundaries) + 1} phases (boundaries {list(boundaries)})")
+        raise InputError(f"{len(experts)} experts for {len(boundaries) + 1} phases (boundaries {list(boundaries)})")
     combined = experts[0].clone()
     previous = combined.model_options.get("model_function_wrapper")
     sampling = experts[0].model.model_sampling
