@@ -29,6 +29,7 @@ Usage::
     OMP_NUM_THREADS=1 python scripts/bench_quality.py --threads 1 --json runs/bench_quality.json
     python scripts/bench_quality.py --only teacher      # just the teacher rows
     python scripts/bench_quality.py --only swiftbrush   # just one method
+    python scripts/bench_quality.py --method progressive --prompts 4   # a third-party method and the teacher rows
     python scripts/bench_quality.py --only teacher hyper_sd --method-steps hyper_sd=1,2,4,8
     # choosing between training runs: validation noise, never the benchmark's
     python scripts/bench_quality.py --validation --noise-sets 10 --only teacher hyper_sd --model hyper_sd=runs/x/export
@@ -41,9 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 import traceback
 from pathlib import Path
 
@@ -54,26 +53,13 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 COLUMNS = ("method", "steps", "nfe", "color_acc", "shape_acc", "diversity", "fd", "ms_per_image")
 
 
-def run_rows(name: str, sampler, evaluator, jobs, batch_size: int, **call_options) -> dict:
-    """Sample every ``(prompt, seed)`` job as one batch and score all images together. The row's ``steps`` is the
-    sampler's own record of the steps it ran (its metadata), ``nfe`` the UNet evaluations per image."""
-    from tqdm import tqdm
+def run_rows(name: str, sampler, evaluator, sampling: dict, **call_options) -> dict:
+    """Score ``sampler`` with :func:`zoo.testbed.quality.score_sampler` (the same call a plugin author uses). The
+    row's ``steps`` is the sampler's own record of the steps it ran (its metadata), ``nfe`` the UNet evaluations per
+    image."""
+    from zoo.testbed.quality import score_sampler
 
-    sampler(jobs[0][0], seed=jobs[0][1], batch_size=batch_size, **call_options)  # warm-up
-    images, prompts, seconds, nfes, steps = [], [], [], set(), set()
-    for prompt, seed in tqdm(jobs, desc=name, mininterval=5, file=sys.stderr):
-        started = time.perf_counter()
-        result = sampler(prompt, seed=seed, batch_size=batch_size, **call_options)
-        seconds.append(time.perf_counter() - started)
-        images += result.images
-        prompts += [prompt] * len(result.images)
-        nfes.add(result.nfe)
-        steps.add(result.metadata.get("steps"))
-    report = evaluator.evaluate(images, prompts)
-    return {"method": name, "steps": max(steps) if None not in steps else None, "nfe": max(nfes),
-            "color_acc": report.color_acc, "shape_acc": report.shape_acc, "diversity": report.diversity,
-            "fd": report.fd, "ms_per_image": 1000.0 * statistics.median(seconds) / batch_size,
-            "hits": {"color": report.color_hits, "shape": report.shape_hits}}
+    return score_sampler(sampler, name, evaluator=evaluator, **sampling, **call_options).to_dict()
 
 
 def misses(row: dict) -> dict:
@@ -105,15 +91,11 @@ def teacher_name(steps: int, guidance: float | None) -> str:
     return f"teacher DDIM {steps} step{plural}, " + (f"CFG {guidance:g}" if guidance is not None else "no CFG")
 
 
-def beats(student: dict, teacher: dict) -> bool:
-    """Colour and shape not lower (both at the ceiling counts as matched) and FD strictly lower."""
-    return (student["color_acc"] >= teacher["color_acc"] and student["shape_acc"] >= teacher["shape_acc"]
-            and student["fd"] < teacher["fd"])
-
-
 def comparisons(rows: list[dict]) -> list[dict]:
     """Every method row against each teacher row with the same NFE or the same number of steps (25-step row
     excluded: it is the quality reference, not a baseline)."""
+    from zoo.testbed.quality import compare_rows
+
     teachers = [r for r in rows if r.get("teacher") and r.get("steps") != 25]
     out = []
     for row in rows:
@@ -123,22 +105,19 @@ def comparisons(rows: list[dict]) -> list[dict]:
             same = [k for k in ("nfe", "steps") if row.get(k) is not None and row.get(k) == ref.get(k)]
             if not same:
                 continue
+            compared = compare_rows(row, ref)
             out.append({"method": row["method"], "teacher row": ref["method"], "same": "+".join(same),
-                        "d_color": row["color_acc"] - ref["color_acc"], "d_shape": row["shape_acc"] - ref["shape_acc"],
-                        "d_fd": row["fd"] - ref["fd"], "beats": "yes" if beats(row, ref) else "no",
-                        "color pairs": paired_cell(row, ref, "color"), "shape pairs": paired_cell(row, ref, "shape")})
+                        "d_color": compared.d_color, "d_shape": compared.d_shape, "d_fd": compared.d_fd,
+                        "beats": "yes" if compared.beats else "no",
+                        "color pairs": pairs_cell(compared.color_pairs),
+                        "shape pairs": pairs_cell(compared.shape_pairs)})
     return out
 
 
-def paired_cell(row: dict, ref: dict, attribute: str) -> str:
+def pairs_cell(pairs: tuple[int, int, float]) -> str:
     """``+wins/-losses p=...``: images the student gets right and the teacher row wrong and the reverse, on the same
-    prompts and noise, with the exact McNemar p-value (``-`` for rows stored without per-image hits)."""
-    from zoo.testbed.evaluator import paired_counts
-
-    a, b = row.get("hits", {}).get(attribute), ref.get("hits", {}).get(attribute)
-    if not a or not b or len(a) != len(b):
-        return "-"
-    wins, losses, p = paired_counts(a, b)
+    prompts and noise, with the exact McNemar p-value."""
+    wins, losses, p = pairs
     return f"+{wins}/-{losses} p={p:.2f}"
 
 
@@ -182,6 +161,9 @@ def main() -> None:
                         help="Also write the rows (with the indices of the images each gets wrong) to this JSON file.")
     parser.add_argument("--only", nargs="*", default=None,
                         help="Row groups to run: 'teacher' and/or method names (default: all).")
+    parser.add_argument("--method", nargs="*", default=None, metavar="NAME",
+                        help="Score these methods (built-in or from any installed plugin, with or without a "
+                             "default model) and the teacher rows to compare them with; same as --only teacher NAME.")
     parser.add_argument("--teacher", default=None, help="Teacher model ref (default: the embedded testbed teacher).")
     parser.add_argument("--teacher-steps", type=int, nargs="*", default=[25, 1, 2, 4, 8],
                         help="Step counts of the teacher rows with CFG.")
@@ -211,16 +193,27 @@ def main() -> None:
     from zoo.registry import list_methods
     from zoo.t2i import DEFAULT_MODEL, DDIMSampler
     from zoo.hub import resolve_model
+    from zoo.errors import ZooError
+    from zoo.registry import get_method
     from zoo.testbed.evaluator import Evaluator
     from zoo.testbed.prompts import BENCHMARK_PROMPTS, benchmark_jobs
 
     prompts = BENCHMARK_PROMPTS[: args.prompts] if args.prompts else BENCHMARK_PROMPTS
     try:
-        jobs = benchmark_jobs(prompts, args.noise_sets, validation=args.validation)
+        benchmark_jobs(prompts, args.noise_sets, validation=args.validation)
     except ValueError as exc:
         raise SystemExit(f"--noise-sets: {exc}") from None
+    sampling = {"prompts": prompts, "noise_sets": args.noise_sets, "validation": args.validation,
+                "batch_size": args.batch_size}
     evaluator = Evaluator()
     wanted = set(args.only) if args.only else None
+    named = set(args.method or ())
+    if named:
+        try:
+            named = {get_method(name).name for name in named}
+        except ZooError as exc:
+            raise SystemExit(f"--method: {exc}") from None
+        wanted = (wanted or set()) | named | {"teacher"}
     method_steps = parse_method_steps(args.method_steps)
     models = parse_models(args.model)
     rows: list[dict] = []
@@ -230,17 +223,20 @@ def main() -> None:
         guidance = args.guidance_scale if args.guidance_scale is not None else teacher.default_guidance_scale
         settings = [(s, guidance) for s in args.teacher_steps] + [(s, None) for s in args.teacher_nocfg_steps]
         for steps, scale in settings:
-            rows.append(run_rows(teacher_name(steps, scale), teacher, evaluator, jobs, args.batch_size, steps=steps,
+            rows.append(run_rows(teacher_name(steps, scale), teacher, evaluator, sampling, steps=steps,
                                  guidance_scale=scale if scale is not None else 1.0) | {"teacher": True})
             print(format_table(rows[-1:]).splitlines()[-1], file=sys.stderr)
 
     for spec in list_methods(task="text-to-image"):
         reference = models.get(spec.name, spec.default_model)
-        if not reference or (wanted is not None and spec.name not in wanted):
+        if wanted is not None and spec.name not in wanted:
             continue
+        if not reference and spec.name not in named:
+            continue  # a method without a default model is scored only when named (--method / --model)
         try:
-            model = resolve_model(reference)
-            variants = [(f"{spec.name} {v}", str(model.path / v)) for v in (model.manifest or {}).get("variants", [])]
+            model = resolve_model(reference) if reference else None
+            variants = [(f"{spec.name} {v}", str(model.path / v))
+                        for v in ((model.manifest or {}) if model else {}).get("variants", [])]
         except Exception:  # noqa: BLE001 - the default model's own row below reports the error
             variants = []
         runs = [(spec.name if s is None else f"{spec.name} {s} step{'s' if s > 1 else ''}", reference,
@@ -248,8 +244,8 @@ def main() -> None:
         runs += [(name, ref, {}) for name, ref in variants]  # e.g. Hyper-SD's N-step LoRAs, at their own steps
         for name, ref, options in runs:
             try:
-                sampler = spec.load("sampler")(resolve_model(ref), device="cpu")
-                row = run_rows(name, sampler, evaluator, jobs, args.batch_size, **options)
+                sampler = spec.load("sampler")(resolve_model(ref) if ref else None, device="cpu")
+                row = run_rows(name, sampler, evaluator, sampling, **options)
             except Exception as exc:  # noqa: BLE001 - one broken method must not hide the others' rows
                 traceback.print_exc()
                 row = {"method": name, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
