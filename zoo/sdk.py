@@ -34,8 +34,9 @@ documented in ``docs/PLUGINS.md`` with an example):
 - training: ``Trainer``, ``OptimizerGroup``, ``TrainState``, ``TrainingConfig``, ``OptimizerConfig``,
   ``load_config``, and for custom exports ``save_module``, ``write_export_metadata``;
 - evaluation: ``score_sampler`` (the shared testbed benchmark), ``QualityRow``, ``Comparison``, ``Evaluator``,
-  ``paired_counts``, ``BENCHMARK_PROMPTS``, ``FULL_PROMPTS``, ``TEACHER_REF``; ``check_method`` (the contract check), ``get_method``,
-  ``list_methods``, ``load_sampler`` (a method's sampler on its default model, as ``zoo run`` loads it);
+  ``paired_counts``, ``BENCHMARK_PROMPTS``, ``FULL_PROMPTS``, ``TEACHER_REF``; ``check_method`` (the contract
+  check), ``get_method``, ``list_methods``, ``load_sampler`` (a method's sampler on its default model, as
+  ``zoo run`` loads it), ``build_tiny_sd`` (a tiny random SD folder for fast tests);
 - models and hub: ``resolve_model``, ``push_folder``; attention: ``set_attention_backend``, ``resolve_backend``,
   ``ZooAttnProcessor``.
 """
@@ -78,8 +79,10 @@ _LAZY = {
     # evaluation
     "score_sampler": "zoo.testbed.quality", "QualityRow": "zoo.testbed.quality", "Comparison": "zoo.testbed.quality",
     "Evaluator": "zoo.testbed.evaluator", "paired_counts": "zoo.testbed.evaluator",
-    "BENCHMARK_PROMPTS": "zoo.testbed.prompts", "FULL_PROMPTS": "zoo.testbed.prompts", "TEACHER_REF": "zoo.testbed", "check_method": "zoo.testing",
+    "BENCHMARK_PROMPTS": "zoo.testbed.prompts", "FULL_PROMPTS": "zoo.testbed.prompts", "TEACHER_REF": "zoo.testbed",
+    "check_method": "zoo.testing",
     "get_method": "zoo.registry", "list_methods": "zoo.registry", "load_sampler": "zoo.loading",
+    "build_tiny_sd": "zoo.tiny",
     # models, hub, attention
     "resolve_model": "zoo.hub", "push_folder": "zoo.publish",
     "set_attention_backend": "zoo.attention", "resolve_backend": "zoo.attention",
