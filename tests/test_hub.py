@@ -15,8 +15,8 @@ from fixtures_hub import hub_server, olah_server  # noqa: F401  (pytest fixtures
 
 from zoo import hub
 from zoo.cli import main
-from zoo.errors import (FileMissingError, HubError, InputError, OfflineNotCachedError, RepoNotFoundError,
-                        RevisionNotFoundError, WeightsError, ZooError)
+from zoo.errors import (FileMissingError, HubConnectionError, HubError, InputError, OfflineNotCachedError,
+                        RepoNotFoundError, RevisionNotFoundError, WeightsError, ZooError)
 from zoo.spec import MANIFEST_NAME
 
 REPO = "hub-test/tiny"
@@ -310,7 +310,7 @@ def test_unreachable_endpoint(hub_server, tiny, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", _dead_endpoint())
     with pytest.raises(HubError) as exc:
         hub.resolve_model(REPO)
-    assert type(exc.value) is HubError
+    assert type(exc.value) is HubConnectionError  # a HubError subclass
     assert "Cannot reach the hub" in _one_line(exc) and "HF_ENDPOINT" in str(exc.value)
 
 

@@ -332,34 +332,6 @@ def test_export_folder_is_complete_and_uses_the_ema_weights(tmp_path):
     assert json.loads((tmp_path / "out/zoo.json").read_text()) == manifest
 
 
-def test_push_to_hub_uploads_the_exported_folder(tmp_path, monkeypatch):
-    import huggingface_hub
-
-    from zoo.train.export import push_to_hub
-
-    calls = []
-
-    class FakeApi:
-        def __init__(self, token=None):
-            pass
-
-        def create_repo(self, repo_id, **kwargs):
-            calls.append(("create", repo_id, kwargs["private"]))
-
-        def upload_folder(self, repo_id, folder_path, **kwargs):
-            calls.append(("upload", repo_id, sorted(os.listdir(folder_path))))
-            return "https://hub.example/commit/1"
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    with pytest.raises(TrainingError, match="not an exported model folder"):
-        push_to_hub(tmp_path, "org/toy")
-    result = run_toy(tmp_path / "run", "train.steps=2")
-    assert push_to_hub(result.export_dir, "org/toy", private=True) == "https://hub.example/commit/1"
-    assert calls == [("create", "org/toy", True),
-                     ("upload", "org/toy", ["README.md", "config.yaml", "metrics.json", "student.safetensors",
-                                            "zoo.json"])]
-
-
 # -- CLI ----------------------------------------------------------------------------------------------------------
 @pytest.fixture
 def toy_registered():

@@ -49,6 +49,15 @@ class FileMissingError(HubError):
     """Raised when a repository or folder lacks a file the method needs."""
 
 
+class HubConnectionError(HubError):
+    """Raised when the hub endpoint cannot be reached (no network, a wrong ``HF_ENDPOINT``, a closed port)."""
+
+
+class PublishError(HubError):
+    """Raised by :mod:`zoo.publish` when an upload fails: no token, a refused token, no write access to the name,
+    a conflict, or a server without the hub's upload API."""
+
+
 class WeightsError(ZooError):
     """Raised when weights are corrupt, truncated, unsafe (pickled code) or do not fit the model they are loaded into."""
 

@@ -26,7 +26,8 @@ is imported. Failures are mapped to the one-line errors of :mod:`zoo.errors`:
 * :class:`~zoo.errors.RepoNotFoundError` -- no such repository (or it is private);
 * :class:`~zoo.errors.RevisionNotFoundError` -- the repository exists, the branch/tag/commit does not;
 * :class:`~zoo.errors.FileMissingError` -- a requested file is not in the repository or folder;
-* :class:`~zoo.errors.HubError` -- the endpoint cannot be reached or answers with an error (names ``HF_ENDPOINT``).
+* :class:`~zoo.errors.HubConnectionError` -- the endpoint cannot be reached (names ``HF_ENDPOINT``);
+* :class:`~zoo.errors.HubError` -- the endpoint answers with an error (names ``HF_ENDPOINT``).
 
 This module never imports torch; huggingface_hub is imported inside the functions that need it.
 """
@@ -509,10 +510,12 @@ def _http_error(exc: Exception, label: str, endpoint: str) -> HubError:
                     f"and your token (HF_TOKEN)")
 
 
-def _connection_error(exc: BaseException, endpoint: str) -> HubError:
+def _connection_error(exc: BaseException, endpoint: str) -> HubError:  # a HubConnectionError
+    from zoo.errors import HubConnectionError
+
     detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return HubError(f"Cannot reach the hub at {endpoint} ({detail}); check your network and HF_ENDPOINT, or set "
-                    f"HF_HUB_OFFLINE=1 to use cached models only")
+    return HubConnectionError(f"Cannot reach the hub at {endpoint} ({detail}); check your network and HF_ENDPOINT, "
+                              f"or set HF_HUB_OFFLINE=1 to use cached models only")
 
 
 def _known_revisions(repo_id: str, endpoint: str) -> str:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from zoo.errors import InputError
+from zoo.errors import HubError, InputError
 from zoo.registry import get_registry
-from zoo.spec import MethodSpec, ResolvedModel
+from zoo.spec import MethodSpec, Preset, ResolvedModel
 
 BASE_METHOD = "base"
 
@@ -113,7 +113,8 @@ def load_sampler(method: str | None = None, model: str | ResolvedModel | None = 
 
     ``settings`` (steps, guidance_scale, attention, method options) override the manifest's recommended settings.
     ``task`` (when given) must be the method's task; the model's ``zoo.json`` task must be too. Both are checked
-    before anything is loaded.
+    before anything is loaded. With a ``preset``, a hub failure (offline and not cached, hub unreachable, ...) names
+    everything the preset downloads (:func:`preset_download_error`).
     """
     spec, resolved = resolve_method_and_model(method, model)
     check_task(spec, resolved, task)
@@ -130,4 +131,45 @@ def load_sampler(method: str | None = None, model: str | ResolvedModel | None = 
 
         return None, DDIMSampler.from_model(resolved, device=device, dtype=torch_dtype, **options)
     factory = spec.load("sampler")
-    return spec, factory(resolved, device=device, dtype=torch_dtype, **options)
+    if preset is None:
+        return spec, factory(resolved, device=device, dtype=torch_dtype, **options)
+    try:
+        return spec, factory(resolved, device=device, dtype=torch_dtype, **options)
+    except HubError as exc:
+        raise preset_download_error(spec, spec.preset(preset), exc, base_model=options.get("base_model")) from None
+
+
+def preset_download_error(spec: MethodSpec, preset: Preset, exc: HubError, base_model: str | None = None) -> HubError:
+    """``exc`` (a hub failure while a preset's files were fetched) as one line that names everything the preset
+    downloads -- its base model and each file with its repository -- and the ``zoo download`` commands that fetch
+    them, keeping the error's class."""
+    from zoo.errors import HubConnectionError, OfflineNotCachedError
+    from zoo.hub import hub_cache_dir
+
+    artifact = preset.artifact
+    if artifact is None:
+        return exc
+    base = base_model if isinstance(base_model, str) and base_model else artifact.base_model
+    needs, commands = [], []
+    if base:
+        needs.append(f"the base model {base}")
+        commands.append(f"`zoo download {base}`")
+    if artifact.files:
+        needs.append(f"{', '.join(artifact.files)} from {artifact.repo_id}")
+        includes = " ".join(f"--include '{name}'" for name in artifact.files)
+        commands.append(f"`zoo download {artifact.repo_id} {includes}`")
+    elif artifact.repo_id and artifact.repo_id != base:
+        needs.append(f"the repository {artifact.repo_id}")
+        commands.append(f"`zoo download {artifact.repo_id}`")
+    what = f"preset {preset.name!r} of {spec.name} needs {' and '.join(needs)}"
+    fetch = " and ".join(commands)
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, OfflineNotCachedError):
+        text = (f"Offline mode is on and {what}, not (all) in the local cache ({hub_cache_dir()}); download them "
+                f"while online with {fetch}, or unset HF_HUB_OFFLINE")
+    elif isinstance(exc, HubConnectionError):
+        text = (f"{message.split('; ')[0]}, and {what}; check your network and HF_ENDPOINT, or download them where "
+                f"the hub is reachable with {fetch} and use that cache (HF_HUB_CACHE)")
+    else:
+        text = f"{message} ({what}; fetch them with {fetch})"
+    return type(exc)(text)

@@ -1,4 +1,5 @@
-"""``zoo train`` and ``zoo export``: run a method's trainer on the shared runtime and export the result.
+"""``zoo train`` and ``zoo export``: run a method's trainer on the shared runtime, export the result and (with
+``--push-to-hub``) upload it through :func:`zoo.publish.push_folder`.
 
 Several processes or GPUs: ``accelerate launch --num_processes N -m zoo train NAME ...``.
 """
@@ -26,12 +27,16 @@ def _run_dir(name: str, config, output_dir: str | None) -> Path:
 @click.option("--resume", is_flag=True, help="Continue the run in --output-dir from its newest complete checkpoint.")
 @click.option("--checkpoint", type=click.Path(file_okay=False), help="With --resume: the checkpoint folder to use.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (metrics are still printed).")
+@click.option("--push-to-hub", "repo_id", metavar="ORG/NAME",
+              help="When training finishes, upload the final export to this hub repository (see 'zoo push').")
+@click.option("--private", is_flag=True, help="With --push-to-hub: create the repository as private.")
 def train_command(name: str, overrides: tuple[str, ...], config_file: str | None, output_dir: str | None,
-                  resume: bool, checkpoint: str | None, no_progress: bool) -> None:
+                  resume: bool, checkpoint: str | None, no_progress: bool, repo_id: str | None, private: bool) -> None:
     """Train method NAME; OVERRIDES are config values such as train.steps=200 optim.student.lr=1e-5.
 
     With --resume and no --config, the run folder's config.yaml is the starting point (OVERRIDES still apply).
     Ctrl-C (or SIGTERM) saves a checkpoint and stops; run the same command with --resume to continue.
+    With --push-to-hub, the final export (RUN_DIR/export) is uploaded once the run has finished.
     """
     from zoo.config import load_config
     from zoo.registry import get_method
@@ -39,6 +44,11 @@ def train_command(name: str, overrides: tuple[str, ...], config_file: str | None
 
     from zoo.train.runtime import check_run_method
 
+    if repo_id:  # a malformed name or folder-less push fails now, not after hours of training
+        from zoo.publish import check_can_push, check_repo_id
+
+        repo_id = check_repo_id(repo_id)
+        check_can_push(repo_id)
     spec = get_method(name)
     config_class = spec.load("config")
     config = load_config(config_class, config_file, overrides)
@@ -53,6 +63,20 @@ def train_command(name: str, overrides: tuple[str, ...], config_file: str | None
         click.echo(f"Interrupted at step {result.step}; resume with: zoo train {spec.name} --output-dir {run_dir} "
                    f"--resume")
         raise SystemExit(INTERRUPTED_EXIT_CODE)  # non-zero: schedulers must see that the run did not finish
+    if repo_id and _is_main_process():
+        from zoo.publish import push_folder
+        from zoo.train.export import export_run
+
+        folder = result.export_dir or export_run(run_dir, run_dir / "export", result.checkpoint)
+        url = push_folder(folder, repo_id, private=private)
+        click.echo(f"Uploaded {folder} to {repo_id}: {url}")
+
+
+def _is_main_process() -> bool:
+    """True unless this is a non-zero rank of a multi-process launch (only rank 0 uploads)."""
+    import os
+
+    return os.environ.get("RANK", "0") in ("", "0")
 
 
 @click.command("export")
@@ -63,13 +87,17 @@ def train_command(name: str, overrides: tuple[str, ...], config_file: str | None
 @click.option("--private", is_flag=True, help="With --push-to-hub: create the repository as private.")
 def export_command(run_dir: str, out_dir: str, checkpoint: str | None, repo_id: str | None, private: bool) -> None:
     """Export a training run as a hub-ready folder (weights, zoo.json, model card) that 'zoo run --model' loads."""
-    from zoo.train.export import export_run, push_to_hub
+    from zoo.publish import check_can_push, check_repo_id, push_folder
+    from zoo.train.export import export_run
 
+    if repo_id:
+        repo_id = check_repo_id(repo_id)
+        check_can_push(repo_id)
     folder = export_run(run_dir, out_dir, checkpoint)
     click.echo(f"Exported {run_dir} to {folder}")
     if repo_id:
-        url = push_to_hub(folder, repo_id, private=private)
-        click.echo(f"Uploaded to {repo_id}: {url}")
+        url = push_folder(folder, repo_id, private=private)
+        click.echo(f"Uploaded {folder} to {repo_id}: {url}")
 
 
 COMMANDS = [train_command, export_command]

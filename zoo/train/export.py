@@ -1,11 +1,13 @@
 """Hub-ready folders from finished runs: weights, ``zoo.json`` manifest, model card, config and metrics.
 
-A folder written here is what ``zoo run --model <folder>`` loads and what ``zoo export RUN OUT --push-to-hub REPO``
+A folder written here is what ``zoo run --model <folder>`` loads and what ``zoo push OUT org/name`` (or
+``zoo export RUN OUT --push-to-hub org/name``, ``zoo train ... --push-to-hub org/name``; see :mod:`zoo.publish`)
 uploads::
 
     OUT/
       zoo.json          manifest (zoo.spec.MANIFEST_NAME): method, task, base_model, sampler settings, files, ...
-      README.md         model card (YAML front matter for the hub: base_model, library_name, tags, pipeline_tag)
+      README.md         model card: YAML front matter for the hub (library_name, license, base_model when it is a
+                        hub id, tags, pipeline_tag) and a usage line that runs the model
       config.yaml       the run's resolved training config
       metrics.json      the last logged metrics
       <weights>         written by the trainer's export(): a diffusers folder (unet/, a pipeline), a LoRA
@@ -16,11 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import shlex
 from pathlib import Path
 from typing import Any, Iterator
 
 from zoo.errors import TrainingError
-from zoo.spec import MANIFEST_NAME
 
 _PIPELINE_TAGS = {"text-to-image": "text-to-image", "super-resolution": "image-to-image"}
 
@@ -50,23 +53,106 @@ def _paper_line(method: str) -> str:
     return f"Method: **{spec.name}**, {spec.summary}\n\nPaper: {paper.title}{arxiv}\n"
 
 
-def model_card(manifest: dict[str, Any], config_yaml: str, metrics: dict[str, Any]) -> str:
-    """README.md text: hub metadata (front matter) plus method, base model, usage, config and metrics."""
+PROJECT_LICENSE = "apache-2.0"
+"""distill-zoo's license, and that of its testbed weights (``pkg:zoo.testbed/...``)."""
+
+KNOWN_BASE_LICENSES: dict[str, str] = {
+    "runwayml/stable-diffusion-v1-5": "creativeml-openrail-m",
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": "creativeml-openrail-m",
+    "CompVis/stable-diffusion-v1-4": "creativeml-openrail-m",
+    "stabilityai/stable-diffusion-xl-base-1.0": "openrail++",
+    "stabilityai/stable-diffusion-2-1": "openrail++",
+    "stabilityai/stable-diffusion-2-1-base": "openrail++",
+}
+"""Hub license ids of well-known base models; other hub bases are declared ``license: other`` with a link to the
+base model's page (the exported weights are derived from the base, so its license applies)."""
+
+_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+def hub_base_model(ref: Any) -> str | None:
+    """The hub id (``org/name``) of a base-model reference, for the card's ``base_model`` field; None for local
+    folders, ``pkg:`` folders and anything that is not a valid hub id (``hf-hub:`` and ``@revision`` are dropped)."""
+    if not isinstance(ref, str) or not ref.strip():
+        return None
+    text = ref.strip()
+    if text.startswith(("pkg:", "local-dir:", ".", "/", "~")) or "\\" in text or (len(text) > 1 and text[1] == ":"):
+        return None
+    text = text[len("hf-hub:"):] if text.startswith("hf-hub:") else text
+    text = text.partition("@")[0]
+    if not _HUB_ID_RE.match(text) or "--" in text or ".." in text or text.endswith(".git"):
+        return None
+    try:
+        from huggingface_hub.utils import validate_repo_id
+
+        validate_repo_id(text)
+    except Exception:  # noqa: BLE001 - not a hub id
+        return None
+    return text
+
+
+def card_license(manifest: dict[str, Any]) -> dict[str, str]:
+    """The card's license fields: the manifest's ``license`` when the trainer set one; else the base model's
+    (:data:`KNOWN_BASE_LICENSES`, or ``other`` with a link to a hub base); else, for weights made from distill-zoo's
+    own testbed or from nothing, distill-zoo's Apache-2.0; else ``other`` (a local base: its license applies)."""
+    if manifest.get("license"):
+        fields = {"license": str(manifest["license"])}
+        for key in ("license_name", "license_link"):
+            if manifest.get(key):
+                fields[key] = str(manifest[key])
+        return fields
+    base = manifest.get("base_model")
+    hub_id = hub_base_model(base)
+    if hub_id is not None:
+        if hub_id in KNOWN_BASE_LICENSES:
+            return {"license": KNOWN_BASE_LICENSES[hub_id]}
+        return {"license": "other", "license_name": "base-model-license",
+                "license_link": f"https://huggingface.co/{hub_id}"}
+    if not base or str(base).startswith("pkg:zoo."):
+        return {"license": PROJECT_LICENSE}
+    return {"license": "other", "license_name": "base-model-license"}
+
+
+def usage_command(manifest: dict[str, Any], model_ref: str | None) -> str:
+    """The one command line that runs this model (the card's usage line)."""
+    ref = shlex.quote(str(model_ref)) if model_ref else "hf-hub:ORG/NAME"
+    if manifest.get("task") == "super-resolution":
+        return f"zoo upscale {manifest['method']} input.png --model {ref} --out out.png"
+    return f'zoo run --model {ref} --prompt "a red circle" --out out.png'
+
+
+def model_card(manifest: dict[str, Any], config_yaml: str, metrics: dict[str, Any],
+               model_ref: str | None = None) -> str:
+    """README.md text: hub metadata (front matter that ``huggingface_hub.ModelCard`` parses: ``library_name``,
+    ``license``, ``base_model`` when it is a hub id, ``tags``, ``pipeline_tag``) plus method, base model, usage,
+    license, config and metrics. ``model_ref`` is the folder (or hub reference) the usage line runs."""
     from huggingface_hub import ModelCardData
 
     method, task = manifest["method"], manifest["task"]
+    licensing = card_license(manifest)
+    hub_base = hub_base_model(manifest.get("base_model"))
     data = ModelCardData(
         library_name=manifest.get("library_name") or "distill-zoo",
-        base_model=manifest.get("base_model") or None,
+        base_model=hub_base,
         tags=["distill-zoo", "distillation", method, task],
         pipeline_tag=_PIPELINE_TAGS.get(task),
-        license=manifest.get("license") or None,
+        **licensing,
     )
     sampler = manifest.get("sampler") or {}
     settings = ", ".join(f"{k}={v}" for k, v in sampler.items()) or "the method's defaults"
     metric_rows = "".join(f"| {k} | {v:.6g} |\n" if isinstance(v, float) else f"| {k} | {v} |\n"
                           for k, v in metrics.items())
     base = manifest.get("base_model") or "(none: the weights are self-contained)"
+    if licensing["license"] == "other":
+        license_text = (f"the license of the base model {base} applies to these weights (they are derived from it)"
+                        + (f": see {licensing['license_link']}" if licensing.get("license_link") else ""))
+    elif manifest.get("license"):
+        license_text = f"{licensing['license']} (set by the trainer)"
+    elif hub_base:
+        license_text = f"{licensing['license']}, the license of the base model {hub_base}"
+    else:
+        license_text = (f"{licensing['license']}, the license of distill-zoo and of its testbed weights; change it "
+                        f"before publishing if your training data or base call for another")
     return (
         f"---\n{data.to_yaml()}\n---\n\n"
         f"# {method} ({task})\n\n"
@@ -74,9 +160,11 @@ def model_card(manifest: dict[str, Any], config_yaml: str, metrics: dict[str, An
         f"{manifest.get('training', {}).get('steps', '?')} steps.\n\n"
         f"{_paper_line(method)}\n"
         f"Base model: {base}\n\n"
-        f"## Use\n\n```bash\nzoo run --model <this folder or hf-hub:org/repo> ...\n```\n\n"
+        f"## Use\n\n```bash\n{usage_command(manifest, model_ref)}\n```\n\n"
         f"Recommended sampler settings: {settings}.\n\n"
         f"Files: {', '.join(manifest.get('files', [])) or '(see the repository)'}\n\n"
+        f"## License\n\nWeights: {license_text}. The distill-zoo code that trained and runs them is Apache-2.0; "
+        f"the method is described in the paper above.\n\n"
         f"## Training config\n\n```yaml\n{config_yaml}```\n\n"
         f"## Metrics (last logged)\n\n| metric | value |\n|---|---|\n{metric_rows}"
     )
@@ -112,7 +200,8 @@ def write_export_metadata(trainer: Any, out_dir: str | Path, metrics: dict[str, 
     save_config(config, out_dir / "config.yaml")
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=str))
     write_manifest(out_dir, manifest)  # validated (method, task, sampler types) and written atomically
-    (out_dir / "README.md").write_text(model_card(manifest, OmegaConf.to_yaml(config, resolve=True), metrics))
+    (out_dir / "README.md").write_text(model_card(manifest, OmegaConf.to_yaml(config, resolve=True), metrics,
+                                                  model_ref=str(out_dir)))
     return manifest
 
 
@@ -212,15 +301,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path 
     return export_trainer(trainer, out_dir, metrics)
 
 
-def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
-    """Create ``repo_id`` (if needed) and upload ``folder``; return the commit URL."""
-    from huggingface_hub import HfApi
+def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,
+                revision: str | None = None, commit_message: str | None = None) -> str:
+    """Upload an exported folder; the same as :func:`zoo.publish.push_folder` (kept for older callers)."""
+    from zoo.publish import push_folder
 
-    folder = Path(folder)
-    if not (folder / MANIFEST_NAME).is_file():
-        raise TrainingError(f"{folder} is not an exported model folder (no {MANIFEST_NAME}); run 'zoo export' first")
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model",
-                             commit_message="Upload model exported by distill-zoo")
-    return str(getattr(info, "commit_url", info))
+    return push_folder(folder, repo_id, private=private, token=token, revision=revision,
+                       commit_message=commit_message)
