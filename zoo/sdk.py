@@ -31,7 +31,7 @@ documented in ``docs/PLUGINS.md`` with an example):
   ``ddim_eps_target`` (the noise that makes one DDIM step land on a target);
 - distillation data and export: ``PromptSource``, ``prompt_batches``, ``testbed_image_batches``, ``PromptEncoder``,
   ``drop_captions``, ``load_components``, ``save_unet``, ``testbed_validation``;
-- training: ``Trainer``, ``OptimizerGroup``, ``TrainState``, ``TrainingConfig``, ``OptimizerConfig``,
+- training: ``Trainer``, ``OptimizerGroup``, ``TrainState``, ``StepCache``, ``TrainingConfig``, ``OptimizerConfig``,
   ``load_config``, and for custom exports ``save_module``, ``write_export_metadata``;
 - evaluation: ``score_sampler`` (the shared testbed benchmark), ``QualityRow``, ``Comparison``, ``Evaluator``,
   ``paired_counts``, ``BENCHMARK_PROMPTS``, ``FULL_PROMPTS``, ``TEACHER_REF``; ``check_method`` (the contract
@@ -73,7 +73,7 @@ _LAZY = {
     "save_unet": "zoo.diffusion.distill_data", "testbed_validation": "zoo.diffusion.distill_data",
     # training
     "load_config": "zoo.config",
-    "Trainer": "zoo.train", "TrainState": "zoo.train", "OptimizerGroup": "zoo.train",
+    "Trainer": "zoo.train", "TrainState": "zoo.train", "OptimizerGroup": "zoo.train", "StepCache": "zoo.train.trainer",
     "TrainingConfig": "zoo.train.config", "OptimizerConfig": "zoo.train.config",
     "write_export_metadata": "zoo.train.export", "save_module": "zoo.train.export",
     # evaluation

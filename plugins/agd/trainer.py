@@ -67,6 +67,10 @@ class AGDTrainer(Trainer):
     def trainable_modules(self):
         return {"adapters": self.adapters}
 
+    def parallel_modules(self):
+        # the adapters run from hooks inside the UNet's cross-attention: shard the UNet and each adapter
+        return {"unet": self.components.unet, "adapters": self.adapters.layers}
+
     def optimizer_groups(self):
         params = [p for p in self.adapters.parameters() if p.requires_grad]
         return [OptimizerGroup("adapters", params, self.config.optim.adapters)]

@@ -86,7 +86,8 @@ class _StageSnapshots(torch.nn.Module):
     @torch.no_grad()
     def store(self, stage: int, params: list[torch.Tensor]) -> None:
         for i, param in enumerate(params):
-            getattr(self, f"s{stage}_{i}").copy_(param)
+            # a sharded run (train.distributed=fsdp) holds 1/N of each parameter: gather the whole (every process)
+            getattr(self, f"s{stage}_{i}").copy_(param.full_tensor() if hasattr(param, "full_tensor") else param)
         getattr(self, f"s{stage}_done").fill_(True)
 
     def weights(self, stage: int) -> list[torch.Tensor]:
@@ -188,6 +189,10 @@ class HyperSDTrainer(Trainer):
 
     def ema_modules(self):
         return {"student": self.student}
+
+    def parallel_modules(self):
+        # the student, target and fake-score LoRAs all live in the teacher's UNet (the holders only list them)
+        return {"unet": self.components.unet}
 
     def optimizer_groups(self):
         groups = [OptimizerGroup("student", list(self.student.parameters()), self.config.optim.student)]

@@ -42,6 +42,10 @@ class LoRADistillTrainer(Trainer):
     def trainable_modules(self):
         return {"trainable": self.trainable}
 
+    def parallel_modules(self):
+        # the LoRA layers live in the teacher's UNet; the guidance embedding runs on its own
+        return {"unet": self.components.unet, "guidance_embedding": self.student.guidance_embedding}
+
     def optimizer_groups(self):
         return [OptimizerGroup("student", [p for p in self.trainable.parameters() if p.requires_grad],
                                self.config.optim.student)]

@@ -40,7 +40,7 @@ from zoo.diffusion.distill_data import (PromptEncoder, PromptSource, drop_captio
 from zoo.diffusion.losses import dmd_loss
 from zoo.diffusion.teacher import SharedBaseTeacher
 from zoo.errors import ConfigError
-from zoo.sdk import OptimizerGroup, Trainer
+from zoo.sdk import OptimizerGroup, StepCache, Trainer
 
 from .experts import check_boundaries, phase_steps
 from .subinterval import subinterval_loss
@@ -75,6 +75,7 @@ class PhasedDMDTrainer(Trainer):
                                         target_modules=list(cfg.lora_targets))
         self.fake_score = self.components.unet
         self._cached = None
+        self.step_cache = StepCache()
         self.loss_calls: Counter = Counter()
 
     # -- phases ---------------------------------------------------------------------------------------------------
@@ -133,7 +134,11 @@ class PhasedDMDTrainer(Trainer):
         self.loss_calls[group] += 1
         phase = self.phase_at(step)
         if group == "generator":
-            return self.generator_loss(step, phase, cond)
+            self._cached = None
+            result = self.generator_loss(step, phase, cond)
+            self.step_cache.put(step, batch, self._cached)
+            return result
+        self._cached = self.step_cache.get(step, batch)  # this micro-batch's generator output, if it ran this step
         return self.fake_loss(step, phase, cond)
 
     def generator_loss(self, step, phase, cond):

@@ -32,7 +32,7 @@ from zoo.diffusion.distill_data import (PromptEncoder, PromptSource, drop_captio
                                         save_unet)
 from zoo.diffusion.losses import alpha_weighted_eps_loss
 from zoo.diffusion.teacher import SharedBaseTeacher
-from zoo.train.trainer import OptimizerGroup, Trainer
+from zoo.train.trainer import OptimizerGroup, StepCache, Trainer
 
 
 class OneStepVSDTrainer(Trainer):
@@ -52,6 +52,7 @@ class OneStepVSDTrainer(Trainer):
                                         target_modules=list(cfg.lora_targets))
         self.lora_teacher = self.components.unet
         self._cached: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        self.step_cache = StepCache()
         self.loss_calls: Counter = Counter()
 
     def trainable_modules(self):
@@ -87,7 +88,11 @@ class OneStepVSDTrainer(Trainer):
         cond = self.encoder(batch["prompts"])
         self.loss_calls[group] += 1
         if group == "student":
-            return self.student_loss(step, cond, batch)
+            self._cached = None
+            result = self.student_loss(step, cond, batch)
+            self.step_cache.put(step, batch, self._cached)
+            return result
+        self._cached = self.step_cache.get(step, batch)  # this micro-batch's student sample, if it ran this step
         return self.lora_loss(step, cond)
 
     def student_loss(self, step: int, cond: torch.Tensor, batch) -> dict[str, torch.Tensor]:

@@ -22,12 +22,14 @@ Frozen parameters are not saved: they are rebuilt by the trainer's ``build()``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,9 @@ from zoo.train.state import TrainState
 
 CHECKPOINTS_DIR = "checkpoints"
 FORMAT_VERSION = 1
+SHARDED_DIR = "dcp"
+"""In checkpoints of ``train.distributed=fsdp`` runs: weights, EMA and optimizer state written by every process
+through :mod:`torch.distributed.checkpoint` (loadable on any number of processes, one included)."""
 TEST_PAUSE_ENV = "ZOO_TEST_CHECKPOINT_PAUSE"
 """Test hook: ``"STEP:SECONDS"`` makes the writer of checkpoint STEP pause SECONDS half-way (after the model files,
 before the rest), after creating ``.paused`` in the temporary folder, so a test can SIGKILL it mid-write."""
@@ -302,25 +307,110 @@ def _test_pause(step: int, tmp: Path) -> None:
         (tmp / ".paused").unlink()
 
 
+def checkpoint_tmp(run_dir: str | Path, step: int, pid: int | None = None) -> Path:
+    """The temporary folder a checkpoint of ``step`` is written into before its atomic rename."""
+    return Path(run_dir) / CHECKPOINTS_DIR / f"{checkpoint_name(step)}.tmp-{pid or os.getpid()}"
+
+
+def _tensors(obj: Any):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _tensors(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _tensors(value)
+
+
+@contextlib.contextmanager
+def _single_process_quiet():
+    """Silence torch.distributed.checkpoint's note that it runs in one process (that is intended here)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*assuming the intent is to (load|save) in a single process.*")
+        yield
+
+
+def _has_dtensor(state: Any) -> bool:
+    """Whether ``state`` holds sharded tensors (then saving and loading are collectives of every process)."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(t, DTensor) for t in _tensors(state))
+
+
+def sharded_state(modules: dict[str, nn.Module], optimizers: dict[str, Any], ema: Any = None) -> dict[str, Any]:
+    """The state of a sharded run as :mod:`torch.distributed.checkpoint` saves it: each module's
+    :func:`module_state`, each optimizer's state keyed by parameter names (``get_optimizer_state_dict``, so it
+    loads on another number of processes) and the EMA weights. Tensors are the live ones (loading writes in place).
+    """
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    root = nn.ModuleDict(modules)
+    state: dict[str, Any] = {"models": {name: module_state(module) for name, module in modules.items()}}
+    if optimizers:
+        state["optimizers"] = {name: get_optimizer_state_dict(root, optimizer)
+                               for name, optimizer in optimizers.items()}
+    if ema is not None:
+        state["ema"] = {name: ema.state_dict(name) for name in ema.shadow}
+    return state
+
+
+def _load_sharded(checkpoint: Path, modules: dict[str, nn.Module], optimizers: dict[str, Any] | None,
+                  ema: Any) -> None:
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+    state = sharded_state(modules, optimizers or {}, ema)
+    try:
+        with _single_process_quiet():
+            dcp.load(state, checkpoint_id=str(checkpoint / SHARDED_DIR), no_dist=not _has_dtensor(state))
+    except Exception as exc:  # noqa: BLE001 - CheckpointException / missing keys: a checkpoint of another run
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainingError(f"Checkpoint {checkpoint} does not fit this run ({reason[:200]}); resume with the same "
+                            f"method and config that wrote it") from None
+    for name, module in modules.items():
+        module.load_state_dict(state["models"][name], strict=False)
+    root = nn.ModuleDict(modules)
+    for name, optimizer in (optimizers or {}).items():
+        set_optimizer_state_dict(root, optimizer, state["optimizers"][name])
+    if ema is not None:
+        for name in ema.shadow:
+            ema.load_state_dict(name, state["ema"][name])
+
+
+def save_sharded_state(tmp: str | Path, state: dict[str, Any]) -> None:
+    """Write :func:`sharded_state` into ``<tmp>/dcp`` with :mod:`torch.distributed.checkpoint` (every process of a
+    sharded run calls it; each writes its own shards)."""
+    import torch.distributed.checkpoint as dcp
+
+    folder = Path(tmp) / SHARDED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    with _single_process_quiet():
+        dcp.save(state, checkpoint_id=str(folder), no_dist=not _has_dtensor(state))
+
+
 def save_checkpoint(run_dir: str | Path, *, step: int, modules: dict[str, nn.Module],
                     optimizers: dict[str, Any], state: TrainState, rng_by_process: list[dict[str, Any]],
                     ema: Any = None, scaler: Any = None, extra: dict[str, Any] | None = None,
-                    config_digest: str = "", info: dict[str, Any] | None = None) -> Path:
+                    config_digest: str = "", info: dict[str, Any] | None = None, sharded_tmp: Path | None = None
+                    ) -> Path:
     """Write ``<run>/checkpoints/step-NNNNNN`` atomically and return it. An existing folder of that step (from before
     a resume that went back past it, or damaged) is replaced only once the new one is complete.
 
-    Call on the main process only; ``rng_by_process`` holds :func:`capture_rng` of every process, by index.
+    Call on the main process only; ``rng_by_process`` holds :func:`capture_rng` of every process, by index. With
+    ``sharded_tmp`` (a sharded run) the weights, EMA and optimizer state are already in ``<sharded_tmp>/dcp``
+    (:func:`save_sharded_state`, written by every process); the rest is added there and the folder renamed.
     """
     root = Path(run_dir) / CHECKPOINTS_DIR
     final = root / checkpoint_name(step)
-    tmp = root / f"{checkpoint_name(step)}.tmp-{os.getpid()}"
+    tmp = sharded_tmp or checkpoint_tmp(run_dir, step)
     try:
         root.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
+        if tmp.exists() and sharded_tmp is None:
             shutil.rmtree(tmp)
         return _write_checkpoint(root, tmp, final, step=step, modules=modules, optimizers=optimizers, state=state,
                                  rng_by_process=rng_by_process, ema=ema, scaler=scaler, extra=extra,
-                                 config_digest=config_digest, info=info)
+                                 config_digest=config_digest, info=info, sharded=sharded_tmp is not None)
     except Exception as exc:  # noqa: BLE001 - OSError, SafetensorError...: the write failed, the run must not
         shutil.rmtree(tmp, ignore_errors=True)
         try:
@@ -338,10 +428,14 @@ def save_checkpoint(run_dir: str | Path, *, step: int, modules: dict[str, nn.Mod
 def _write_checkpoint(root: Path, tmp: Path, final: Path, *, step: int, modules: dict[str, nn.Module],
                       optimizers: dict[str, Any], state: TrainState, rng_by_process: list[dict[str, Any]],
                       ema: Any, scaler: Any, extra: dict[str, Any] | None, config_digest: str,
-                      info: dict[str, Any] | None) -> Path:
-    (tmp / "models").mkdir(parents=True)
-    (tmp / "optimizers").mkdir()
+                      info: dict[str, Any] | None, sharded: bool = False) -> Path:
     written: list[Path] = []
+    if sharded:  # weights, EMA and optimizer state are in dcp/ already
+        written += sorted(path for path in (tmp / SHARDED_DIR).rglob("*") if path.is_file())
+        modules, optimizers = {}, {}
+    else:
+        (tmp / "models").mkdir(parents=True)
+        (tmp / "optimizers").mkdir()
 
     # 1. weights (and EMA weights)
     for name, module in modules.items():
@@ -388,6 +482,7 @@ def _write_checkpoint(root: Path, tmp: Path, final: Path, *, step: int, modules:
         "optimizers": optimizer_meta,
         "grad_scaler": scaler.state_dict() if scaler is not None else None,
         "ema": {"decay": ema.decay, "modules": sorted(ema.shadow)} if ema is not None else None,
+        "sharded": sharded,
         "trainer_extra": extra or {},
         **(info or {}),
     }
@@ -397,8 +492,9 @@ def _write_checkpoint(root: Path, tmp: Path, final: Path, *, step: int, modules:
     # 5. durability, then the atomic rename
     for path in written:
         _fsync_file(path)
-    for folder in (tmp / "models", tmp / "optimizers", tmp):
-        _fsync_dir(folder)
+    for folder in (tmp / "models", tmp / "optimizers", tmp / SHARDED_DIR, tmp):
+        if folder.is_dir():
+            _fsync_dir(folder)
     replaced = root / f"{final.name}.replaced-{os.getpid()}"
     if final.exists():
         os.rename(final, replaced)
@@ -427,6 +523,13 @@ def load_checkpoint(checkpoint: str | Path, *, modules: dict[str, nn.Module], op
     """
     checkpoint = Path(checkpoint)
     document = read_state(checkpoint)
+    if document.get("sharded"):
+        _load_sharded(checkpoint, modules, optimizers, ema)
+        modules, optimizers = {}, {}
+        ema = None
+    elif _has_dtensor({name: module_state(module) for name, module in modules.items()}):
+        raise TrainingError(f"Checkpoint {checkpoint} was written by a run without train.distributed=fsdp; resume "
+                            f"it with train.distributed=ddp (or auto), or start a new fsdp run")
     for name, module in modules.items():
         path = checkpoint / "models" / f"{name}.safetensors"
         if not path.is_file() and not any(p.requires_grad for p in module.parameters()):

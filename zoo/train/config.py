@@ -28,6 +28,7 @@ from typing import Any, Optional
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("constant", "cosine", "linear", "multistep")
+DISTRIBUTED_MODES = ("auto", "ddp", "fsdp")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
 # Keys that may change between a run and its resumption without making the resumed run differ from an uninterrupted
@@ -86,6 +87,14 @@ class TrainingConfig:
     mixed_precision: str = "no"
     """``no`` (fp32), ``fp16`` (with loss scaling) or ``bf16``; passed to ``accelerate.Accelerator``."""
     gradient_accumulation_steps: int = 1
+    distributed: str = "auto"
+    """How several processes share the work (docs/TRAINING.md, "Several processes"): ``ddp`` (every process holds
+    every module; PyTorch DDP averages gradients during the backward pass), ``fsdp`` (FSDP2: the trainable modules
+    and the frozen networks they run through are sharded per block across processes; checkpoints through
+    ``torch.distributed.checkpoint``), or ``auto`` (``ddp`` on several processes, plain training on one). With
+    ``ddp`` and ``fsdp`` micro-batch ``v`` of a step (``v = rank * gradient_accumulation_steps + j``) draws its data
+    and random numbers from streams that depend only on the seed, the step and ``v``: N processes with k
+    accumulation steps train exactly like one process with N * k."""
     checkpoint_every: int = 500
     """Write a checkpoint every N steps (0: only at the end and on SIGINT/SIGTERM)."""
     keep_last: int = 3
@@ -132,6 +141,7 @@ def check_training_config(train: Any) -> None:
     from zoo.errors import ConfigError
 
     _check_choice("train.mixed_precision", train.mixed_precision, MIXED_PRECISION)
+    _check_choice("train.distributed", getattr(train, "distributed", "auto"), DISTRIBUTED_MODES)
     for key in ("steps", "batch_size", "gradient_accumulation_steps"):
         if int(getattr(train, key)) < 1:
             raise ConfigError(f"Bad value {getattr(train, key)!r} for 'train.{key}'; use an integer >= 1")

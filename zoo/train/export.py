@@ -16,12 +16,11 @@ uploads::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import shlex
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from zoo.errors import TrainingError
 
@@ -205,28 +204,11 @@ def write_export_metadata(trainer: Any, out_dir: str | Path, metrics: dict[str, 
     return manifest
 
 
-def export_trainer(trainer: Any, out_dir: str | Path, metrics: dict[str, Any], *,
-                   unwrapped_modules: dict[str, Any] | None = None) -> Path:
-    """Call ``trainer.export(out_dir, metrics)``, with the trainer holding ``unwrapped_modules`` during the call when
-    its modules are wrappers (FSDP/DeepSpeed runs)."""
+def export_trainer(trainer: Any, out_dir: str | Path, metrics: dict[str, Any]) -> Path:
+    """Call ``trainer.export(out_dir, metrics)`` and return the folder it wrote."""
     out_dir = Path(out_dir)
-    with holding(trainer, unwrapped_modules):
-        result = trainer.export(out_dir, metrics)
+    result = trainer.export(out_dir, metrics)
     return Path(result) if result is not None else out_dir
-
-
-@contextlib.contextmanager
-def holding(trainer: Any, modules: dict[str, Any] | None) -> Iterator[None]:
-    """Within the block the trainer holds ``modules`` (via ``use_prepared_modules``) if they differ from its own."""
-    current = dict(trainer.trainable_modules())
-    swap = modules is not None and any(current.get(name) is not module for name, module in modules.items())
-    if swap:
-        trainer.use_prepared_modules(modules)
-    try:
-        yield
-    finally:
-        if swap:
-            trainer.use_prepared_modules(current)
 
 
 def _import_ref(ref: str) -> Any:

@@ -6,18 +6,19 @@ Usage::
     result = train("imdn", config, output_dir="runs/imdn")          # a registered method and its resolved config
     result = train(MyTrainer(config), output_dir="runs/x", resume=True)
 
-Several processes: ``accelerate launch --multi_gpu --num_processes 4 -m zoo train NAME ...`` (also on a CPU-only
-machine, where the processes use gloo). Each process runs this same loop on its own micro-batches; the runtime
-broadcasts rank 0's initial weights and averages every group's gradients (DDP semantics, in 25 MiB buckets) without
-wrapping the modules. Sharded modes (FSDP/DeepSpeed, from an ``accelerate config`` file) wrap them instead.
+Several processes: ``torchrun --nproc_per_node 4 -m zoo train NAME ...`` or ``accelerate launch --multi_gpu
+--num_processes 4 -m zoo train NAME ...`` (also on a CPU-only machine, where the processes use gloo), with
+``train.distributed`` = ``ddp`` (PyTorch DDP's reducer averages gradients during the backward pass), ``fsdp`` (FSDP2
+shards the modules per block; checkpoints through ``torch.distributed.checkpoint``) or ``auto`` (ddp on several
+processes); see :mod:`zoo.train.parallel`. Modules are never wrapped.
 
 One step (0-based index ``s``), in order:
 
 1. take ``gradient_accumulation_steps`` micro-batches from the trainer's ``batches`` (shared by the groups below);
 2. for each optimizer group with ``s % every == 0``, in the trainer's list order: set its learning rate from its
    schedule at ``s``; for each micro-batch run ``trainer.loss(group, s, batch)`` under autocast, stop if the loss is
-   not finite, backward ``loss / accumulation``; average gradients across processes; clip the group's
-   gradient norm; optimizer step; zero every group's gradients;
+   not finite, backward ``loss / accumulation`` (the last micro-batch's backward also averages the gradients across
+   processes); clip the group's gradient norm; optimizer step; zero every group's gradients;
 3. update the EMA; log every ``log_every`` steps (stdout, ``metrics.jsonl``, tensorboard when installed); validate
    every ``validate_every`` steps (main process, RNG saved and restored); checkpoint every ``checkpoint_every`` steps
    (main process writes; RNG states of all processes are gathered); stop cleanly on SIGINT/SIGTERM.
@@ -48,9 +49,10 @@ import torch
 
 from zoo.errors import TrainingError, ZooError
 from zoo.spec import MethodSpec
-from zoo.train.checkpoint import (capture_rng, checkpoint_name, config_hash, find_resumable, list_checkpoints,
-                                  verify_checkpoint, load_checkpoint, prune_checkpoints, remove_stale_temporaries, restore_rng,
-                                  save_checkpoint, unwrap)
+from zoo.train import parallel
+from zoo.train.checkpoint import (capture_rng, checkpoint_name, checkpoint_tmp, config_hash, find_resumable,
+                                  list_checkpoints, load_checkpoint, prune_checkpoints, remove_stale_temporaries,
+                                  restore_rng, save_checkpoint, save_sharded_state, sharded_state, verify_checkpoint)
 from zoo.train.config import check_optimizer_config, check_training_config
 from zoo.train.ema import EMA
 from zoo.train.optim import build_optimizer, lr_factor
@@ -410,32 +412,38 @@ class _Runtime:
         trainer.method_name = self.method
         trainer.build()
 
-        # 1c. data parallelism. Plain multi-process runs (DDP-style, CPU or GPU) keep the modules unwrapped: the
-        # runtime broadcasts rank 0's weights once and averages each group's gradients itself, so it does not
-        # matter through which reference a trainer calls a module (shared-base teachers reach one UNet through
-        # several objects). Sharded modes (FSDP, DeepSpeed, ...) wrap the modules with accelerator.prepare.
+        # 1c. several processes (zoo.train.parallel): the same initial weights everywhere, then FSDP2 shards the
+        # modules the losses run in place (references stay valid; parameter lists are re-tied to the shards), or
+        # DDP's reducer averages each group's gradients during the backward pass. Modules are never wrapped.
+        if acc.distributed_type not in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
+            raise TrainingError(f"accelerate's {acc.distributed_type} mode is not how distill-zoo shards training; "
+                                f"launch with 'accelerate launch --multi_gpu' or torchrun and set "
+                                f"train.distributed=fsdp (or ddp)")
+        self.mode = parallel.resolve_mode(str(train_cfg.distributed), acc.num_processes)
+        self.accumulation = int(train_cfg.gradient_accumulation_steps)
         modules = dict(trainer.trainable_modules())
         if not modules:
             raise TrainingError(f"{type(trainer).__name__}.trainable_modules() returned no module")
-        self._manual_sync = acc.num_processes > 1 and acc.distributed_type in (
-            DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
-        wrap = acc.num_processes > 1 and not self._manual_sync
-        prepared = {}
-        for name, module in modules.items():
-            if wrap and any(p.requires_grad for p in module.parameters()):
-                prepared[name] = acc.prepare(module)
-            else:
-                prepared[name] = module.to(acc.device)
-        if wrap:
-            trainer.use_prepared_modules(prepared)
-        self.modules = {name: unwrap(module) for name, module in prepared.items()}
-        if self._manual_sync:
-            _broadcast_from_main(self.modules.values())
+        for module in modules.values():
+            module.to(acc.device)
+        self._sharded: list[torch.nn.Module] = []
+        if acc.num_processes > 1:
+            units = parallel.expand_units(dict(trainer.parallel_modules())) if self.mode == parallel.FSDP else {}
+            _broadcast_from_main([*modules.values(), *units.values()])
+            if units:
+                for unit in units.values():
+                    unit.to(acc.device)
+                parallel.retie(trainer, parallel.shard(units, str(train_cfg.mixed_precision)))
+                self._sharded = parallel.fsdp_modules(units.values())
+                modules = dict(trainer.trainable_modules())
+        self.modules = modules
 
-        # 1d. optimizers
+        # 1d. optimizers (after sharding: they hold the sharded parameters), DDP reducers
         self.groups = self._build_groups()
-        self._plain_steps = acc.scaler is None and acc.distributed_type in (
-            DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+        self.reducers = {}
+        if self.mode == parallel.DDP and acc.num_processes > 1:
+            self.reducers = {group.name: parallel.GroupReducer(group.params) for group in self.groups}
+        self._plain_steps = acc.scaler is None
         self._full_precision = acc.mixed_precision == "no"
         self._zero_grad()
 
@@ -446,22 +454,28 @@ class _Runtime:
         trainer.ema = self.ema
 
         # 1f. resume state
-        self.config_digest = config_hash(self.config)
+        self.config_digest = config_hash(self._trajectory_config())
         rng = None
         if resume_from is not None:
             document, rng = load_checkpoint(
-                resume_from, modules=self.modules, optimizers={g.name: g.optimizer for g in self.groups},
+                resume_from, modules=self.modules, optimizers={g.name: _inner(g.optimizer) for g in self.groups},
                 ema=self.ema, scaler=acc.scaler, process_index=acc.process_index, num_processes=acc.num_processes)
             self.state = TrainState.from_dict(document["train_state"])
             trainer.load_state_dict_extra(document.get("trainer_extra", {}))
             if document.get("config_hash") != self.config_digest:
                 self._say(f"Note: the config differs from the one that wrote {resume_from.name} (beyond run-control "
                           f"keys such as train.steps); the resumed run will not match an uninterrupted one")
-        self.stream = _BatchStream(trainer, int(train_cfg.seed), acc.process_index, self.state.epoch,
-                                   self.state.batches_in_epoch)
+        # data: one stream (one process), or one stream per micro-batch of the global step (see zoo.train.parallel)
+        self.first_stream = acc.process_index * self.accumulation
+        indices = [0] if self.mode == parallel.SINGLE else range(self.first_stream,
+                                                                 self.first_stream + self.accumulation)
+        self.streams = [_BatchStream(trainer, int(train_cfg.seed), index, self.state.epoch,
+                                     self.state.batches_in_epoch) for index in indices]
         if resume_from is not None:
             if rng is not None:
                 restore_rng(rng)
+            elif self.mode != parallel.SINGLE:
+                pass  # every micro-batch reseeds from (seed, step, group, stream): nothing to restore
             else:
                 self._say(f"Note: {resume_from.name} was written by a different number of processes; RNG streams "
                           f"are reseeded, so the resumed run will not match an uninterrupted one")
@@ -482,6 +496,17 @@ class _Runtime:
         self.metrics_log = _MetricsLog(self.run_dir, self.is_main, bool(train_cfg.tensorboard),
                                        self.state.step if resume_from is not None else None)
         return resume_from
+
+    def _trajectory_config(self) -> Any:
+        """The config as far as it decides the training trajectory: with ddp/fsdp what counts is the number of
+        micro-batches per step over all processes, not how they are split (2 processes x 1 = 1 process x 2)."""
+        if self.mode == parallel.SINGLE:
+            return self.config
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.create(OmegaConf.to_container(self.config, resolve=True))
+        config.train.gradient_accumulation_steps = self.accumulation * self.num_processes
+        return config
 
     def _build_groups(self) -> list[_Group]:
         groups = []
@@ -530,14 +555,12 @@ class _Runtime:
         else:
             group.optimizer.step()
 
-    def _no_sync(self, micro_index: int):
-        """Skip a wrapper's (FSDP/DeepSpeed) gradient sync on all but the last micro-batch of a step."""
-        if self.num_processes == 1 or self._manual_sync or micro_index == self.accumulation - 1:
-            return contextlib.nullcontext()
-        stack = contextlib.ExitStack()
-        for module in self.trainer.trainable_modules().values():
-            stack.enter_context(self.accelerator.no_sync(module))
-        return stack
+    def _gradient_sync(self, group: _Group, last: bool):
+        """Synchronise gradients only in the backward pass of a step's last micro-batch (accumulation)."""
+        if self._sharded:
+            parallel.set_gradient_sync(self._sharded, last)
+        reducer = self.reducers.get(group.name)
+        return reducer.no_sync() if reducer is not None and not last else contextlib.nullcontext()
 
     def _all_finite(self, loss: torch.Tensor) -> bool:
         if self.num_processes == 1 and loss.numel() == 1:
@@ -548,18 +571,28 @@ class _Runtime:
         flag = self.accelerator.reduce(finite.to(torch.float32).reshape(1), reduction="sum")
         return int(flag.item()) == self.num_processes
 
+    def _micro_batches(self) -> list[Any]:
+        if self.mode == parallel.SINGLE:
+            return [self.streams[0].next() for _ in range(self.accumulation)]
+        return [stream.next() for stream in self.streams]
+
     def _step(self, s: int) -> None:
-        micro_batches = [self.stream.next() for _ in range(self.accumulation)]
+        micro_batches = self._micro_batches()
         applied: list[str] = []
-        for group in self.groups:
+        seed = int(self.config.train.seed)
+        for group_index, group in enumerate(self.groups):
             if s % group.every:
                 continue
             lr = group.base_lr * lr_factor(group.config, s, self.total_steps)
             for param_group in group.optimizer.param_groups:
                 param_group["lr"] = lr
             outputs = []
+            reducer = self.reducers.get(group.name)
             for index, batch in enumerate(micro_batches):
-                with self._no_sync(index):
+                last = index == self.accumulation - 1
+                if self.mode != parallel.SINGLE:
+                    parallel.seed_everything(parallel.micro_seed(seed, s, group_index, self.first_stream + index))
+                with self._gradient_sync(group, last):
                     with self._autocast():
                         out = self.trainer.loss(group.name, s, batch)
                     loss = out.get("loss") if isinstance(out, dict) else None
@@ -568,10 +601,9 @@ class _Runtime:
                                             f"tensor for group {group.name!r}")
                     if not self._all_finite(loss):
                         raise _NonFiniteLoss(group.name, s, float(loss.detach().float().mean()), applied)
-                    self._backward(loss / self.accumulation if self.accumulation > 1 else loss)
+                    scaled = loss / self.accumulation if self.accumulation > 1 else loss
+                    self._backward(reducer.prepare(scaled) if reducer is not None and last else scaled)
                 outputs.append({k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in out.items()})
-            if self._manual_sync:
-                _average_gradients(group.params, self.num_processes)
             if group.max_grad_norm:
                 self.accelerator.clip_grad_norm_(group.params, group.max_grad_norm)
             self._optimizer_step(group)
@@ -607,6 +639,12 @@ class _Runtime:
 
     def _log(self) -> None:
         record = self._metrics()
+        if self.num_processes > 1:  # the mean over every process's micro-batches
+            keys = [k for k, v in record.items() if "/" in k and not k.startswith("lr/") and isinstance(v, float)]
+            if keys:
+                values = torch.tensor([record[k] for k in keys], dtype=torch.float64, device=self.accelerator.device)
+                values = self.accelerator.reduce(values, reduction="mean")
+                record.update({k: float(v) for k, v in zip(keys, values.tolist())})
         self.state.metrics = record
         if not self.is_main:
             return
@@ -618,15 +656,27 @@ class _Runtime:
         self._say(f"step {self.state.step}/{self.total_steps} | {line}")
 
     def _validate(self) -> None:
+        """The trainer's ``validate`` on the main process. In a sharded run every process first gathers the full
+        weights (EMA weights swapped in by all of them), so the main process alone can run the modules."""
+        if not self._sharded:
+            return self._validate_on_main()
+        ema = self.ema
+        with ema.swapped() if ema is not None else contextlib.nullcontext(), parallel.unsharded(self._sharded):
+            self.trainer.ema = None  # the EMA weights are in place already
+            try:
+                self._validate_on_main()
+            finally:
+                self.trainer.ema = ema
+            self.accelerator.wait_for_everyone()
+
+    def _validate_on_main(self) -> None:
         if not self.is_main:
             return
         out_dir = self.run_dir / "samples" / checkpoint_name(self.state.step)
         out_dir.mkdir(parents=True, exist_ok=True)
-        from zoo.train.export import holding
-
         rng = capture_rng()
         try:
-            with holding(self.trainer, self.modules), torch.no_grad():
+            with torch.no_grad():
                 metrics = self.trainer.validate(self.state.step, out_dir) or {}
         finally:
             restore_rng(rng)
@@ -638,19 +688,40 @@ class _Runtime:
 
     def _checkpoint(self, *, state: TrainState | None = None, rng: dict[str, Any] | None = None,
                     info: dict[str, Any] | None = None) -> Path | None:
-        from accelerate.utils import gather_object
+        from accelerate.utils import broadcast_object_list, gather_object
 
         state = state or self.state
         rng = rng or capture_rng()
         rngs = gather_object([rng]) if self.num_processes > 1 else [rng]
+        optimizers = {g.name: _inner(g.optimizer) for g in self.groups}
+        sharded_tmp = None
+        for module in self._sharded:  # a root left gathered by a forward without backward (a frozen teacher's)
+            module.reshard()
+        if self.mode == parallel.FSDP:  # every process writes its shards into the main process's temporary folder
+            names = [str(checkpoint_tmp(self.run_dir, state.step))]
+            if self.num_processes > 1:
+                broadcast_object_list(names, from_process=0)
+            sharded_tmp = Path(names[0])
+            if self.is_main and sharded_tmp.exists():
+                shutil.rmtree(sharded_tmp)
+            self.accelerator.wait_for_everyone()
+            try:
+                save_sharded_state(sharded_tmp, sharded_state(self.modules, optimizers, self.ema))
+            except Exception as exc:  # noqa: BLE001 - OSError and the like: the run must stop with one line
+                shutil.rmtree(sharded_tmp, ignore_errors=True)
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise TrainingError(f"Could not write the sharded checkpoint of step {state.step} ({reason}); free "
+                                    f"disk space or choose a writable --output-dir, then continue with --resume"
+                                    ) from None
+            self.accelerator.wait_for_everyone()
         path = None
         if self.is_main:
             path = save_checkpoint(
-                self.run_dir, step=state.step, modules=self.modules,
-                optimizers={g.name: g.optimizer for g in self.groups}, state=state, rng_by_process=rngs,
-                ema=self.ema, scaler=self.accelerator.scaler, extra=self.trainer.state_dict_extra(),
-                config_digest=self.config_digest,
-                info={"method": self.method, "writer_process_index": self.accelerator.process_index, **(info or {})})
+                self.run_dir, step=state.step, modules=self.modules, optimizers=optimizers, state=state,
+                rng_by_process=rngs, ema=self.ema, scaler=self.accelerator.scaler,
+                extra=self.trainer.state_dict_extra(), config_digest=self.config_digest, sharded_tmp=sharded_tmp,
+                info={"method": self.method, "writer_process_index": self.accelerator.process_index,
+                      "distributed": self.mode, **(info or {})})
             self.written.append(path)
             prune_checkpoints(self.run_dir, int(self.config.train.keep_last))
         self.accelerator.wait_for_everyone()
@@ -689,7 +760,6 @@ class _Runtime:
         resume_from = self._setup(resume, checkpoint)
         train_cfg = self.config.train
         self.total_steps = int(train_cfg.steps)
-        self.accumulation = int(train_cfg.gradient_accumulation_steps)
         log_every, validate_every = int(train_cfg.log_every), int(train_cfg.validate_every)
         checkpoint_every = int(train_cfg.checkpoint_every)
         if self.is_main:
@@ -704,13 +774,13 @@ class _Runtime:
         last_checkpoint = resume_from
         while self.state.step < self.total_steps:
             s = self.state.step
-            start = (self.stream.epoch, self.stream.position)
+            start = (self.streams[0].epoch, self.streams[0].position)
             try:
                 self._step(s)
             except _NonFiniteLoss as bad:
                 return self._stop_non_finite(bad, TrainState(s, *start, dict(self.state.metrics)))
             self.state.step = s + 1
-            self.state.epoch, self.state.batches_in_epoch = self.stream.epoch, self.stream.position
+            self.state.epoch, self.state.batches_in_epoch = self.streams[0].epoch, self.streams[0].position
             self.bar.update(1)
             done = self.state.step == self.total_steps
             if log_every and (self.state.step % log_every == 0 or done):
@@ -732,10 +802,12 @@ class _Runtime:
             last_checkpoint = self._checkpoint()
         export_dir = None
         if bool(train_cfg.export_on_finish) and self.is_main:
-            from zoo.train.export import export_trainer
+            from zoo.train.export import export_run, export_trainer
 
-            export_dir = export_trainer(self.trainer, self.run_dir / "export", dict(self.state.metrics),
-                                        unwrapped_modules=self.modules)
+            if self._sharded:  # a normal single-file model: rebuilt unsharded from the final checkpoint
+                export_dir = export_run(self.run_dir, self.run_dir / "export", last_checkpoint)
+            else:
+                export_dir = export_trainer(self.trainer, self.run_dir / "export", dict(self.state.metrics))
         self.accelerator.wait_for_everyone()
         message = f"Finished {self.total_steps} steps; checkpoint {last_checkpoint}" + (
             f"; exported to {export_dir}" if export_dir else "")
@@ -753,7 +825,7 @@ class _Runtime:
         self._zero_grad()
         if bad.applied:
             # groups earlier in this step already stepped: save that state (marked), not a fake "step s"
-            self.state.epoch, self.state.batches_in_epoch = self.stream.epoch, self.stream.position
+            self.state.epoch, self.state.batches_in_epoch = self.streams[0].epoch, self.streams[0].position
             path = self._checkpoint(state=TrainState(bad.step, self.state.epoch, self.state.batches_in_epoch,
                                                      dict(self.state.metrics)),
                                     info={"partial_step": {"step": bad.step, "groups_applied": bad.applied}})
@@ -796,36 +868,6 @@ def _broadcast_from_main(modules: Iterable[torch.nn.Module]) -> None:
         for module in modules:
             for tensor in list(module.parameters()) + list(module.buffers()):
                 dist.broadcast(tensor.data, src=0)
-
-
-def _average_gradients(params: list[torch.nn.Parameter], world_size: int, bucket_bytes: int = 25 * 2**20) -> None:
-    """All-reduce (mean) the gradients of ``params`` in flat buckets of about 25 MiB (DDP's default bucket size).
-
-    A parameter without a gradient counts as zeros, so every process issues the same collectives."""
-    import torch.distributed as dist
-    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
-
-    def flush(bucket: list[torch.Tensor]) -> None:
-        flat = _flatten_dense_tensors(bucket)
-        dist.all_reduce(flat)
-        flat.div_(world_size)
-        for grad, synced in zip(bucket, _unflatten_dense_tensors(flat, bucket)):
-            grad.copy_(synced)
-
-    buckets: dict[tuple, list[torch.Tensor]] = {}
-    sizes: dict[tuple, int] = {}
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        key = (p.grad.device, p.grad.dtype)
-        buckets.setdefault(key, []).append(p.grad)
-        sizes[key] = sizes.get(key, 0) + p.grad.numel() * p.grad.element_size()
-        if sizes[key] >= bucket_bytes:
-            flush(buckets.pop(key))
-            sizes[key] = 0
-    for bucket in buckets.values():
-        if bucket:
-            flush(bucket)
 
 
 def _inner(optimizer: Any) -> torch.optim.Optimizer:

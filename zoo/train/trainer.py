@@ -44,6 +44,27 @@ class OptimizerGroup:
     config: Any
 
 
+class StepCache:
+    """What one optimizer group's loss computed on a micro-batch, kept for a later group's loss on the *same*
+    micro-batch in the same step (e.g. the generator's detached sample that the fake score then learns from).
+
+    Keyed by the micro-batch object, so gradient accumulation and several processes see the same pairing: with k
+    micro-batches per step, the fake score of micro-batch j learns from the generator sample of micro-batch j."""
+
+    def __init__(self) -> None:
+        self._step: int | None = None
+        self._items: dict[int, Any] = {}
+
+    def put(self, step: int, batch: Any, value: Any) -> None:
+        if step != self._step:
+            self._step, self._items = step, {}
+        self._items[id(batch)] = value
+
+    def get(self, step: int, batch: Any) -> Any:
+        """The value stored for ``batch`` at ``step``, or None."""
+        return self._items.get(id(batch)) if step == self._step else None
+
+
 class Trainer:
     """Base class of the methods' trainers. Subclass it and implement the five required methods.
 
@@ -58,7 +79,7 @@ class Trainer:
         :meth:`build`, :meth:`trainable_modules`, :meth:`optimizer_groups`, :meth:`loss`, :meth:`batches`.
     Optional:
         :meth:`ema_modules`, :meth:`validate`, :meth:`export` (or just :meth:`export_manifest` and
-        :meth:`export_modules`), :meth:`state_dict_extra` / :meth:`load_state_dict_extra`.
+        :meth:`export_modules`), :meth:`state_dict_extra` / :meth:`load_state_dict_extra`, :meth:`parallel_modules`.
     """
 
     method: str | None = None
@@ -88,12 +109,10 @@ class Trainer:
     def trainable_modules(self) -> dict[str, nn.Module]:
         """The modules whose weights are trained, checkpointed and exported, by name.
 
-        Names are file names in checkpoints (``models/<name>.safetensors``); use ``[a-z0-9_]``, and make each the
-        attribute that holds the module (``{"student": self.student}``). On several processes the runtime
-        averages gradients itself (DDP semantics, modules stay unwrapped, so a module may be reached through any
-        reference); only sharded modes (FSDP/DeepSpeed) wrap the modules with ``accelerator.prepare`` and set that
-        attribute to the wrapper, so that :meth:`loss` runs through it (override :meth:`use_prepared_modules`
-        otherwise).
+        Names are file names in checkpoints (``models/<name>.safetensors``); use ``[a-z0-9_]``. Modules are never
+        wrapped: on several processes (``train.distributed``, :mod:`zoo.train.parallel`) DDP averages the gradients
+        of each optimizer group during the backward pass and FSDP2 shards the modules in place, so a module may be
+        reached through any reference.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement trainable_modules()")
 
@@ -134,15 +153,15 @@ class Trainer:
         """
         return self.trainable_modules()
 
-    def use_prepared_modules(self, modules: dict[str, nn.Module]) -> None:
-        """Receive the modules returned by ``accelerator.prepare`` (by default: set ``self.<name>``)."""
-        for name, module in modules.items():
-            if not hasattr(self, name):
-                raise AttributeError(
-                    f"{type(self).__name__}.trainable_modules() key {name!r} is not an attribute of the trainer; "
-                    f"use the attribute name as key or override use_prepared_modules()"
-                )
-            setattr(self, name, module)
+    def parallel_modules(self) -> dict[str, nn.Module]:
+        """The modules whose forward the losses run, for ``train.distributed=fsdp`` to shard per block (default:
+        the trainable modules, containers such as ``nn.ModuleList`` expanded to their elements).
+
+        Override it when a trainable module only holds parameters that another module runs (a LoRA parameter
+        holder whose layers live in a UNet): return that UNet, e.g. ``{"unet": self.components.unet}``. Frozen
+        networks returned here (a teacher base) are sharded too.
+        """
+        return self.trainable_modules()
 
     def validate(self, step: int, out_dir: Path) -> dict[str, float]:
         """Write validation samples under ``out_dir`` and return scalar metrics (logged as ``val/<key>``).
