@@ -427,10 +427,17 @@ class _Runtime:
         for module in modules.values():
             module.to(acc.device)
         self._sharded: list[torch.nn.Module] = []
+        self._state_bytes, self._state_measured, self._state_reported = 0, False, False
+        try:
+            units = parallel.expand_units(dict(trainer.parallel_modules()))
+        except TrainingError:
+            if self.mode == parallel.FSDP and acc.num_processes > 1:
+                raise
+            units = {}  # only needed to shard (and to count the training state's memory)
+        self._units = units
         if acc.num_processes > 1:
-            units = parallel.expand_units(dict(trainer.parallel_modules())) if self.mode == parallel.FSDP else {}
-            _broadcast_from_main([*modules.values(), *units.values()])
-            if units:
+            _broadcast_from_main([*modules.values(), *(units.values() if self.mode == parallel.FSDP else ())])
+            if self.mode == parallel.FSDP:
                 for unit in units.values():
                     unit.to(acc.device)
                 parallel.retie(trainer, parallel.shard(units, str(train_cfg.mixed_precision)))
@@ -607,11 +614,25 @@ class _Runtime:
             if group.max_grad_norm:
                 self.accelerator.clip_grad_norm_(group.params, group.max_grad_norm)
             self._optimizer_step(group)
+            if not self._state_measured:
+                self._state_bytes = max(self._state_bytes, self._training_state_bytes())
             self._zero_grad()
             applied.append(group.name)
             self._last_outputs[group.name] = {"_lr": lr, "_outputs": outputs}
         if self.ema is not None:
             self.ema.update()
+        self._state_measured = self._state_measured or len(applied) == len(self.groups)
+
+    def _training_state_bytes(self) -> int:
+        """Bytes this process holds of the training state: the parameters of the trainable modules and of the
+        modules the losses run (frozen teacher bases included; local shards in a sharded run), their gradients and
+        the optimizer state (measured once, when every group has stepped: reported as ``memory/train_state_mib``)."""
+        params = {id(p): p for m in [*self.modules.values(), *self._units.values()] for p in m.parameters()}
+        tensors = [*params.values(), *(p.grad for p in params.values() if p.grad is not None)]
+        for group in self.groups:
+            for state in _inner(group.optimizer).state.values():
+                tensors += [v for v in state.values() if isinstance(v, torch.Tensor) and v.ndim > 0]
+        return parallel.local_bytes(tensors)
 
     # 3. logging, validation, checkpoints ----------------------------------------------------------------------
     def _say(self, message: str) -> None:
@@ -624,6 +645,9 @@ class _Runtime:
     def _metrics(self) -> dict[str, Any]:
         now = time.perf_counter()
         record: dict[str, Any] = {"step": self.state.step}
+        if self._state_bytes and not self._state_reported:
+            record["memory/train_state_mib"] = self._state_bytes / 2**20
+            self._state_reported = True
         for name, last in self._last_outputs.items():
             record[f"lr/{name}"] = last["_lr"]
             outputs = last["_outputs"]
