@@ -286,3 +286,21 @@ def test_preset_errors_name_the_base_model_and_the_lora_file(mode, monkeypatch):
                  "zoo download ByteDance/Hyper-SD --include 'Hyper-SD15-4steps-lora.safetensors'"):
         assert word in line, line
     assert ("HF_HUB_OFFLINE" if mode == "offline" else "Cannot reach the hub") in line
+
+
+def test_every_shipped_model_card_is_current_and_valid_hub_metadata(load_script):
+    """The cards of the models shipped with the methods (plugins/*/testbed, the example plugin's) are what the
+    current card format writes (scripts/refresh_model_cards.py --check) and parse as hub metadata."""
+    from huggingface_hub import ModelCard
+    from huggingface_hub.utils import validate_repo_id
+
+    refresh = load_script("refresh_model_cards")
+    shipped = refresh.shipped_models()
+    assert len(shipped) >= 6
+    for ref, folder in shipped.items():
+        assert (folder / "README.md").read_text() == refresh.card_for(folder, ref), ref
+        card = ModelCard.load(folder / "README.md")
+        assert card.data.license, ref
+        if card.data.base_model is not None:
+            validate_repo_id(card.data.base_model)
+        assert f"zoo run --model {ref} --prompt" in card.text or "zoo upscale" in card.text, ref
