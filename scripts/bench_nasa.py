@@ -1,12 +1,24 @@
-"""NASA negative prompts on the testbed: share of red images for "a circle" with and without ``negative_prompt="red"``.
+"""NASA negative prompts on every few-step text-to-image model: how much of the negated colour they remove.
 
-Samples ``--images`` images of "a circle" (batches of 16, the same seeds) with the chosen method's sampler, once plain
-and once with ``negative_prompt="red", nasa_alpha=ALPHA`` for each ``--alpha``, and scores them with the testbed
-evaluator: the share of images whose dominant colour is red, the shape accuracy, and the UNet calls per image (NFE).
-Goal (issue #5): red share drops by >= 80 % relative to no negative prompt, shape accuracy within 5 points, NFE
-unchanged.
+For each model (``--models``; default: snoopi, swiftbrush, phased_dmd and hyper_sd at 1, 2, 4 and 8 steps, each on
+its default model without CFG) and each of the testbed's 12 shape x colour pairs, the prompt names only the shape
+("a circle") and the negative prompt only the colour ("red"). ``--images`` images per pair (batches of 16, the
+same noise in every cell) are sampled with NASA off, at the model's default strength (``sampler.nasa_alpha`` of its
+zoo.json; ``-`` when it has none) and at each ``--alpha``, and scored by the testbed evaluator:
 
-    python scripts/bench_nasa.py --method snoopi [--model REF] [--alpha 0.3 0.5 1.0] [--images 256] [--json out.json]
+- ``share``: the share of images whose dominant colour is the negated one (pooled over the 12 pairs);
+- ``removed``: 1 - share / share with NASA off (goal: >= 0.80 at the model's default);
+- ``d_shape``: shape accuracy minus its value with NASA off, in points (goal: >= -2).
+
+``--calibrate`` sweeps ``--alpha`` on the validation noise (never the benchmark's) and prints, per model, the smallest
+strength that meets both goals (or, when none does, the one that removes most within the shape goal): the value to
+write as ``sampler.nasa_alpha`` in the model's zoo.json.
+
+Usage::
+
+    python scripts/bench_nasa.py --json runs/bench_nasa.json                 # the table, benchmark noise
+    python scripts/bench_nasa.py --calibrate --alpha 0.3 0.5 0.8 1.2 1.6 2.0 --images 32
+    python scripts/bench_nasa.py --models snoopi hyper_sd@4 --images 64
 """
 
 from __future__ import annotations
@@ -21,66 +33,153 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+DEFAULT_MODELS = ("snoopi", "swiftbrush", "phased_dmd", "hyper_sd@1", "hyper_sd@2", "hyper_sd@4", "hyper_sd@8")
+REMOVE_GOAL = 0.80
+SHAPE_GOAL = -0.02
+BENCH_SEED, VALIDATION_SEED = 1000, 5000
+
+
+def parse_model(text: str) -> tuple[str, int | None]:
+    name, _, steps = text.partition("@")
+    return name, int(steps) if steps else None
+
+
+def pairs() -> list[tuple[str, str, str, str]]:
+    """``(prompt, negative, shape, colour)`` for the 12 shape x colour pairs."""
+    from zoo.testbed.data import COLORS, SHAPES, caption_for
+
+    return [(caption_for(shape, None), color, shape, color) for shape in SHAPES for color in COLORS]
+
+
+class Cell:
+    """Images of one model at one NASA setting over all pairs, scored."""
+
+    def __init__(self, sampler, evaluator, images: int, base_seed: int, steps: int | None) -> None:
+        self.sampler, self.evaluator, self.images, self.base_seed, self.steps = sampler, evaluator, images, base_seed, steps
+
+    def measure(self, alpha: float | None, use_default: bool = False) -> dict:
+        import numpy as np
+
+        negated, shapes, nfe = [], [], set()
+        for index, (prompt, negative, shape, colour) in enumerate(pairs()):
+            options = {} if self.steps is None else {"steps": self.steps}
+            if alpha is not None or use_default:
+                options["negative_prompt"] = negative
+                if alpha is not None:
+                    options["nasa_alpha"] = alpha
+            images = []
+            for batch in range((self.images + 15) // 16):
+                size = min(16, self.images - 16 * batch)
+                result = self.sampler(prompt, seed=self.base_seed + 100 * index + batch, batch_size=size,
+                                      guidance_scale=0.0, **options)
+                images += list(result.images)
+                nfe.add(result.nfe)
+            analysis = self.evaluator.analyze(images)
+            report = self.evaluator.evaluate(images, prompt)
+            negated.append(float(np.mean([a["color"] == colour for a in analysis])))
+            shapes.append(report.shape_acc)
+        return {"share": float(np.mean(negated)), "shape_acc": float(np.mean(shapes)), "nfe": max(nfe),
+                "share_by_pair": negated}
+
+
+def run_model(label: str, images: int, alphas: list[float], base_seed: int, evaluator) -> dict:
+    from zoo.loading import load_sampler
+
+    name, steps = parse_model(label)
+    spec, sampler = load_sampler(name, device="cpu")
+    default = sampler.settings.get("nasa_alpha") if hasattr(sampler, "settings") else None
+    default = getattr(sampler, "default_nasa_alpha", default)
+    cell = Cell(sampler, evaluator, images, base_seed, steps)
+    off = cell.measure(None)
+    rows = {"off": off}
+    if default is not None:
+        rows["default"] = {**cell.measure(None, use_default=True), "alpha": float(default)}
+    for alpha in alphas:
+        rows[f"alpha {alpha:g}"] = {**cell.measure(alpha), "alpha": alpha}
+    for row in rows.values():
+        row["removed"] = 1 - row["share"] / off["share"] if off["share"] else None
+        row["d_shape"] = row["shape_acc"] - off["shape_acc"]
+    return {"model": label, "default_alpha": default, "rows": rows}
+
+
+def meets(row: dict) -> bool:
+    return row["removed"] is not None and row["removed"] >= REMOVE_GOAL and row["d_shape"] >= SHAPE_GOAL
+
+
+def recommend(result: dict) -> tuple[float | None, str]:
+    candidates = [r for key, r in result["rows"].items() if key.startswith("alpha")]
+    good = [r for r in candidates if meets(r)]
+    if good:
+        best = min(good, key=lambda r: r["alpha"])
+        return best["alpha"], "meets both goals"
+    within = [r for r in candidates if r["d_shape"] >= SHAPE_GOAL and r["removed"] is not None]
+    if within:
+        best = max(within, key=lambda r: r["removed"])
+        return best["alpha"], f"best within the shape goal: removes {best['removed']:.0%}"
+    return None, "no strength keeps shape accuracy within 2 points"
+
+
+def format_table(results: list[dict], columns: list[str]) -> str:
+    head = ["model", *columns]
+    lines = [head]
+    for result in results:
+        cells = [result["model"]]
+        for column in columns:
+            row = result["rows"].get(column)
+            if row is None:
+                cells.append("-")
+                continue
+            removed = "" if column == "off" or row["removed"] is None else f" ({row['removed']:.0%}"
+            shape = "" if column == "off" else f", shape {100 * row['d_shape']:+.1f}"
+            alpha = f" a={row['alpha']:g}" if column == "default" else ""
+            cells.append(f"{row['share']:.3f}{removed}{shape}{')' if removed else ''}{alpha}")
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    out = ["  ".join(v.ljust(w) for v, w in zip(line, widths)) for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", default="snoopi")
-    parser.add_argument("--model", default=None, help="model ref (default: the method's default model)")
-    parser.add_argument("--prompt", default="a circle")
-    parser.add_argument("--negative", default="red")
-    parser.add_argument("--alpha", type=float, nargs="*", default=[0.3, 0.5, 1.0])
-    parser.add_argument("--images", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's)")
-    parser.add_argument("--guidance-scale", type=float, default=None, help="CFG scale (default: the model's)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS), metavar="METHOD[@STEPS]")
+    parser.add_argument("--alpha", type=float, nargs="*", default=[0.5, 1.0])
+    parser.add_argument("--images", type=int, default=192, help="images per shape x colour pair")
+    parser.add_argument("--calibrate", action="store_true", help="sweep on validation noise and recommend")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args(argv)
 
-    import numpy as np
     import torch
 
     torch.set_num_threads(args.threads)
-    from zoo.loading import resolve_method_and_model
     from zoo.testbed.evaluator import Evaluator
 
-    spec, resolved = resolve_method_and_model(args.method, args.model)
-    if spec is None:  # an undistilled model ("base"): NASA on the core DDIM sampler
-        from zoo.t2i import DDIMSampler
-
-        sampler, name = DDIMSampler.from_model(resolved, device="cpu"), "base"
-    else:
-        sampler, name = spec.load("sampler")(resolved, device="cpu"), spec.name
-    fixed = {k: v for k, v in (("steps", args.steps), ("guidance_scale", args.guidance_scale)) if v is not None}
     evaluator = Evaluator()
-    batches = [(seed, min(16, args.images - 16 * i)) for i, seed in enumerate(range(0, (args.images + 15) // 16))]
+    seed = VALIDATION_SEED if args.calibrate else BENCH_SEED
+    results = []
+    for label in args.models:
+        results.append(run_model(label, args.images, list(args.alpha), seed, evaluator))
+        print(format_table(results[-1:], list(results[-1]["rows"])).splitlines()[-1], file=sys.stderr, flush=True)
 
-    def measure(**options):
-        images, nfe = [], set()
-        for seed, size in batches:
-            result = sampler(args.prompt, seed=1000 + seed, batch_size=size, **fixed, **options)
-            images += result.images
-            nfe.add(result.nfe)
-        analysis = evaluator.analyze(images)
-        report = evaluator.evaluate(images, args.prompt)
-        return {"red_share": float(np.mean([a["color"] == args.negative for a in analysis])),
-                "shape_acc": report.shape_acc, "nfe": max(nfe)}
-
-    rows = [{"alpha": None, **measure()}]
-    for alpha in args.alpha:
-        rows.append({"alpha": alpha, **measure(negative_prompt=args.negative, nasa_alpha=alpha)})
-    base = rows[0]
-    print(f"{name} on {resolved.ref if resolved else 'default'}: '{args.prompt}', negative '{args.negative}', "
-          f"{args.images} images")
-    print(f"{'alpha':>6} {'red share':>10} {'drop':>7} {'shape acc':>10} {'d shape':>8} {'NFE':>4}")
-    for row in rows:
-        drop = 1 - row["red_share"] / base["red_share"] if base["red_share"] else None
-        row["red_drop"] = drop
-        row["shape_delta"] = row["shape_acc"] - base["shape_acc"]
-        print(f"{'-' if row['alpha'] is None else row['alpha']:>6} {row['red_share']:>10.3f} "
-              f"{'-' if drop is None else f'{drop:.1%}':>7} {row['shape_acc']:>10.3f} {row['shape_delta']:>+8.3f} "
-              f"{row['nfe']:>4}")
+    columns = ["off", "default", *[f"alpha {a:g}" for a in args.alpha]]
+    print(f"share of images in the negated colour (removed, shape accuracy change in points); {args.images} images "
+          f"per pair x 12 pairs; {'validation' if args.calibrate else 'benchmark'} noise")
+    print(format_table(results, columns))
+    if args.calibrate:
+        print("\nrecommended sampler.nasa_alpha (smallest strength removing >= 80 % at <= 2 points of shape):")
+        for result in results:
+            alpha, why = recommend(result)
+            result["recommended"] = alpha
+            print(f"  {result['model']}: {alpha if alpha is not None else '-'} ({why})")
+    else:
+        misses = [r["model"] for r in results if "default" not in r["rows"] or not meets(r["rows"]["default"])]
+        print(f"\nat the default strength, goal met by {len(results) - len(misses)} of {len(results)} models"
+              + (f"; not by: {', '.join(misses)}" if misses else ""))
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps({"method": name, "settings": fixed, "rows": rows}, indent=2))
+        Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_path).write_text(json.dumps({"images_per_pair": args.images, "calibrate": args.calibrate,
+                                                    "results": results}, indent=2))
     return 0
 
 

@@ -88,3 +88,21 @@ def test_png_metadata_round_trip(sampler, tmp_path):
     stored = read_metadata(path)
     assert stored["seed"] == 5 and stored["steps"] == 4 and stored["method"] == "base" and stored["nfe"] == 8
     assert stored["prompt"] == "a red circle"
+
+
+def test_a_calibrated_nasa_strength_applies_to_negative_prompts_without_cfg(tiny_dir):
+    """A model's zoo.json ``sampler.nasa_alpha`` is the strength NASA uses when a negative prompt is given without
+    CFG; with CFG the negative prompt is CFG's, and an explicit ``nasa_alpha`` wins."""
+    from zoo.t2i import DDIMSampler
+
+    calibrated = DDIMSampler.from_model(tiny_dir, nasa_alpha=0.7)
+    plain = calibrated("a red circle", steps=1, guidance_scale=0.0, seed=1, output_type="pt")
+    steered = calibrated("a red circle", negative_prompt="blue", steps=1, guidance_scale=0.0, seed=1, output_type="pt")
+    explicit = calibrated("a red circle", negative_prompt="blue", steps=1, guidance_scale=0.0, seed=1, nasa_alpha=0.7,
+                          output_type="pt")
+    guided = calibrated("a red circle", negative_prompt="blue", steps=1, guidance_scale=3.0, seed=1, output_type="pt")
+    assert steered.metadata["nasa_alpha"] == 0.7 and "nasa_alpha" not in guided.metadata
+    assert torch.equal(steered.images, explicit.images) and not torch.equal(steered.images, plain.images)
+    off = calibrated("a red circle", negative_prompt="blue", steps=1, guidance_scale=0.0, seed=1, nasa_alpha=0.0,
+                     output_type="pt")
+    assert off.metadata["nasa_alpha"] == 0.0

@@ -331,6 +331,10 @@ class TextToImageSampler:
         self.validate(steps, height, width, batch_size)
         check_seed(seed)
         self.check_options(options)
+        if (negative_prompt is not None and options.get(NASA_OPTION) is None and not uses_cfg(guidance_scale)
+                and self.settings.get(NASA_OPTION) is not None):
+            # without CFG a negative prompt acts through NASA, at the model's calibrated strength (zoo.json)
+            options = {**options, NASA_OPTION: self.settings[NASA_OPTION]}
         negatives = None
         if negative_prompt is not None:
             negatives = [negative_prompt] * batch_size if isinstance(negative_prompt, str) else list(negative_prompt)
