@@ -1,12 +1,15 @@
 """Deterministic measurement of testbed images against their prompts.
 
 For each image the evaluator finds the foreground (pixels whose saturation ``max(rgb) - min(rgb)`` exceeds
-:data:`FOREGROUND_SATURATION`; the background is neutral grey) and measures:
+:data:`FOREGROUND_SATURATION`, or half the image's peak saturation in washed-out images; the background is neutral
+grey) and measures:
 
 - **colour**: every foreground pixel votes for the palette colour nearest in hue; the dominant colour wins. An image
   with fewer than :data:`MIN_FOREGROUND_PIXELS` foreground pixels has no colour (counted as wrong).
 - **shape**: the arg-max of a small CNN (:class:`ShapeClassifier`, about 70k parameters, weights committed in
-  ``classifier.safetensors``) trained on procedural images with noise, blur and colour augmentation.
+  ``classifier.safetensors``) trained on procedural images with the perturbations of generated images (:func:`augment`:
+  wobbly, cut and soft-edged outlines, stray blobs, low contrast, blur, noise, speckle; small sizes), so that a soft,
+  noisy one-step sample is judged as a clean 25-step one (``scripts/stress_evaluator.py`` measures this).
 - **position and size**: the foreground's centroid ``(cx, cy)`` and ``sqrt(area)`` in pixels.
 - **features**: the classifier's 32-dimensional penultimate activations, standardised with their mean and standard
   deviation over 4096 real images (stored with the weights), for the Fréchet distance.
@@ -38,12 +41,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from zoo.testbed.data import (COLORS, IMAGE_SIZE, PALETTE, SHAPES, ShapesDataset, parse_caption, render,
-                              sample_attributes)
+from zoo.testbed.data import (BACKGROUND, COLORS, IMAGE_SIZE, MIN_SIZE, PALETTE, SHAPES, Attributes, ShapesDataset,
+                              parse_caption, render, sample_attributes)
 
 CLASSIFIER_WEIGHTS = Path(__file__).with_name("classifier.safetensors")
 FOREGROUND_SATURATION = 0.25
-"""A pixel is foreground when ``max(r, g, b) - min(r, g, b)`` exceeds this (palette colours: 0.62-0.85, grey: 0)."""
+"""A pixel is foreground when ``max(r, g, b) - min(r, g, b)`` exceeds this (palette colours: 0.62-0.85, grey: 0), or,
+in a washed-out image whose most saturated pixel is below ``2 x FOREGROUND_SATURATION``, half of that pixel's
+saturation (the half-coverage outline of a shape at that contrast), but at least :data:`FOREGROUND_SATURATION_FLOOR`.
+Images with a pixel of saturation 0.5 or more -- every clean, multi-step and one-step sample measured -- use 0.25."""
+FOREGROUND_SATURATION_FLOOR = 0.12
 MIN_FOREGROUND_PIXELS = 4
 REFERENCE_PER_IMAGE = 4
 """Real images per generated image in the Fréchet distance's reference set."""
@@ -96,10 +103,17 @@ def _hue(rgb: np.ndarray) -> np.ndarray:
 PALETTE_HUES = {name: float(_hue(np.asarray(rgb, dtype=np.float32))) for name, rgb in PALETTE.items()}
 
 
+def foreground_thresholds(images: np.ndarray) -> np.ndarray:
+    """``[N]``: the saturation above which a pixel of each image is foreground (see :data:`FOREGROUND_SATURATION`)."""
+    saturation = images.max(axis=-1) - images.min(axis=-1)
+    peak = saturation.reshape(len(images), -1).max(axis=1) if len(images) else np.zeros(0, dtype=np.float32)
+    return np.clip(0.5 * peak, FOREGROUND_SATURATION_FLOOR, FOREGROUND_SATURATION)
+
+
 def foreground_mask(images: np.ndarray) -> np.ndarray:
     """``bool [N, 32, 32]``: pixels saturated enough to belong to the shape."""
     saturation = images.max(axis=-1) - images.min(axis=-1)
-    return saturation > FOREGROUND_SATURATION
+    return saturation > foreground_thresholds(images)[:, None, None]
 
 
 def dominant_colors(images: np.ndarray) -> list[str | None]:
@@ -175,28 +189,137 @@ def _to_tensor(images: np.ndarray):
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() * 2.0 - 1.0
 
 
+def _gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of one image ``[H, W]`` or ``[H, W, C]`` (edges replicated)."""
+    radius = max(1, int(math.ceil(3 * sigma)))
+    t = np.arange(-radius, radius + 1, dtype=np.float32)
+    kernel = np.exp(-0.5 * (t / max(sigma, 1e-3)) ** 2)
+    kernel /= kernel.sum()
+    for axis in (0, 1):
+        pad = [(0, 0)] * x.ndim
+        pad[axis] = (radius, radius)
+        padded = np.pad(x, pad, mode="edge")
+        n = x.shape[axis]
+        x = sum(w * np.take(padded, np.arange(k, k + n), axis=axis) for k, w in enumerate(kernel))
+    return x.astype(np.float32)
+
+
+def _smooth_noise(rng: np.random.Generator, sigma: float = 3.0) -> np.ndarray:
+    """A smooth random field ``[32, 32]`` with peak magnitude 1."""
+    field = _gaussian_blur(rng.normal(size=(IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32), sigma)
+    return field / (np.abs(field).max() + 1e-8)
+
+
+def _warp(x: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """Bilinear resampling of ``[H, W]`` at ``(y + dy, x + dx)`` (edges replicated)."""
+    ys, xs = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float32)
+    ys, xs = np.clip(ys + dy, 0, IMAGE_SIZE - 1), np.clip(xs + dx, 0, IMAGE_SIZE - 1)
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, IMAGE_SIZE - 1), np.minimum(x0 + 1, IMAGE_SIZE - 1)
+    fy, fx = ys - y0, xs - x0
+    return ((x[y0, x0] * (1 - fx) + x[y0, x1] * fx) * (1 - fy) + (x[y1, x0] * (1 - fx) + x[y1, x1] * fx) * fy)
+
+
+_PALETTE_ARRAY = np.asarray([PALETTE[c] for c in COLORS], dtype=np.float32)
+_GREY = np.asarray(BACKGROUND, dtype=np.float32)
+
+
 def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Perturbations that generated images show: colour and background shifts, blur, pixel noise."""
+    """Perturbations that generated images show, each applied to a random part of the batch at a random strength.
+
+    ``images`` are clean renderings (one palette colour over the grey background), so each image's coverage is its
+    saturation divided by the colour's. Shape: smooth random warps of the outline (up to 2.5 px), a straight cut
+    removing up to 25 % of the shape, soft outward-fading edges; colour: patches of another palette colour inside the
+    shape, stray blobs of other colours in the background; then the photometric perturbations: background tint,
+    contrast (down to 0.3) and saturation (down to 0.3), Gaussian blur (sigma up to 2 px), pixel noise (sigma up to
+    0.3, most often small), salt-and-pepper and coloured speckle. About a fifth of the images get only the mild tint,
+    contrast and noise of clean-looking samples. (Issue #21 §5: the classifier trained on the mild perturbations
+    alone called soft, noisy or wobbly shapes circles (docs/TESTBED.md, "How far the evaluator can be trusted")).
+    """
     n = len(images)
-    out = images.copy()
-    # 1. Background / global tint: add a small per-image offset to every channel.
+    out = np.empty_like(images)
+    saturation = images.max(axis=-1) - images.min(axis=-1)
+    ys, xs = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float32) + 0.5
+    for i in range(n):
+        image = images[i]
+        peak = float(saturation[i].max())
+        if rng.random() < 0.2 or peak <= 0:
+            out[i] = image
+            continue
+        flat = int(saturation[i].argmax())
+        color_index = int(np.abs(_PALETTE_ARRAY - image.reshape(-1, 3)[flat]).sum(axis=1).argmin())
+        alpha = saturation[i] / peak
+        # 1. Shape: warp, cut, soft edges (on the coverage).
+        if rng.random() < 0.4:
+            amplitude = rng.uniform(0.3, 2.5)
+            alpha = _warp(alpha, _smooth_noise(rng) * amplitude, _smooth_noise(rng) * amplitude)
+        if rng.random() < 0.1:
+            theta = rng.uniform(0, 2 * math.pi)
+            proj = (xs * math.cos(theta) + ys * math.sin(theta)).ravel()
+            order = np.argsort(-proj)
+            cumulative = np.cumsum(alpha.ravel()[order])
+            cut = int(np.searchsorted(cumulative, rng.uniform(0.05, 0.25) * cumulative[-1]))
+            alpha = alpha.copy().ravel()
+            alpha[order[:cut + 1]] = 0.0
+            alpha = alpha.reshape(IMAGE_SIZE, IMAGE_SIZE)
+        if rng.random() < 0.25:
+            alpha = np.clip(2.0 * _gaussian_blur(alpha, rng.uniform(0.3, 2.0)), 0.0, 1.0)
+        # 2. Colour: patches of a second palette colour inside the shape.
+        color = np.broadcast_to(_PALETTE_ARRAY[color_index], (IMAGE_SIZE, IMAGE_SIZE, 3))
+        if rng.random() < 0.25:
+            other = _PALETTE_ARRAY[(color_index + int(rng.integers(1, len(COLORS)))) % len(COLORS)]
+            weight = np.clip(_smooth_noise(rng, 2.0), 0, 1)[..., None] * rng.uniform(0.2, 0.5)
+            color = color * (1 - weight) + other * weight
+        x = _GREY * (1 - alpha[..., None]) + color * alpha[..., None]
+        # 3. Stray blobs of other colours.
+        if rng.random() < 0.2:
+            for _ in range(int(rng.integers(1, 4))):
+                by, bx = rng.uniform(1, IMAGE_SIZE - 1, size=2)
+                blob = np.clip(rng.uniform(1.0, 3.0) + 0.5 - np.hypot(xs - bx, ys - by), 0, 1) * rng.uniform(0.4, 0.9)
+                other = _PALETTE_ARRAY[(color_index + int(rng.integers(1, len(COLORS)))) % len(COLORS)]
+                x = x * (1 - blob[..., None]) + other * blob[..., None]
+        out[i] = x
+    # 4. Photometric, on the whole batch: tint, contrast, saturation, blur, noise, salt-and-pepper, speckle.
+    heavy = rng.random(n) < 0.5
     out += rng.normal(0.0, 0.04, size=(n, 1, 1, 3)).astype(np.float32)
-    # 2. Contrast jitter around the grey background.
-    out = 0.5 + (out - 0.5) * rng.uniform(0.8, 1.15, size=(n, 1, 1, 1)).astype(np.float32)
-    # 3. Blur half the images with a 3x3 box of random strength.
-    blur = rng.random(n) < 0.5
-    if blur.any():
-        padded = np.pad(out[blur], ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
-        box = sum(padded[:, dy:dy + IMAGE_SIZE, dx:dx + IMAGE_SIZE] for dy in range(3) for dx in range(3)) / 9.0
-        strength = rng.uniform(0.3, 1.0, size=(int(blur.sum()), 1, 1, 1)).astype(np.float32)
-        out[blur] = out[blur] * (1 - strength) + box * strength
-    # 4. Pixel noise of random strength.
-    sigma = rng.uniform(0.0, 0.06, size=(n, 1, 1, 1)).astype(np.float32)
-    out += rng.normal(0.0, 1.0, size=out.shape).astype(np.float32) * sigma
-    return np.clip(out, 0.0, 1.0)
+    contrast = np.where(heavy & (rng.random(n) < 0.6), rng.uniform(0.3, 1.15, n), rng.uniform(0.8, 1.15, n))
+    out = 0.5 + (out - 0.5) * contrast[:, None, None, None].astype(np.float32)
+    for i in np.nonzero(heavy & (rng.random(n) < 0.3))[0]:
+        luminance = out[i] @ np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
+        out[i] = luminance[..., None] + (out[i] - luminance[..., None]) * rng.uniform(0.3, 1.0)
+    for i in np.nonzero(rng.random(n) < 0.5)[0]:
+        out[i] = _gaussian_blur(out[i], rng.uniform(0.2, 2.0) if heavy[i] else rng.uniform(0.2, 0.8))
+    sigma = np.where(heavy, 0.3 * rng.random(n) ** 2, rng.uniform(0.0, 0.06, n)).astype(np.float32)
+    out += rng.normal(0.0, 1.0, size=out.shape).astype(np.float32) * sigma[:, None, None, None]
+    for i in np.nonzero(heavy & (rng.random(n) < 0.25))[0]:
+        hit = rng.random((IMAGE_SIZE, IMAGE_SIZE)) < rng.uniform(0.0, 0.25)
+        if rng.random() < 0.5:
+            out[i][hit] = (rng.random(int(hit.sum())) < 0.5).astype(np.float32)[:, None]
+        else:
+            out[i][hit] = _PALETTE_ARRAY[rng.integers(len(COLORS), size=int(hit.sum()))]
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def train_classifier(steps: int = 1500, seed: int = 0, batch_size: int = 128, lr: float = 2e-3,
+def training_batch(seed, n: int, small_fraction: float = 0.15):
+    """A classifier training batch: :class:`ShapesDataset` images, ``small_fraction`` of them re-drawn with
+    half-extents 2.5-5 px (below the data's 5-11: generated shapes may be smaller than the data's)."""
+    batch = ShapesDataset(seed=seed).batch(n)
+    rng = np.random.default_rng([*np.atleast_1d(seed).tolist(), 99])
+    attributes = list(batch.attributes)
+    small = np.nonzero(rng.random(n) < small_fraction)[0]
+    for i in small:
+        a = attributes[i]
+        size = float(rng.uniform(2.5, MIN_SIZE))
+        low, high = size + 1.0, IMAGE_SIZE - size - 1.0
+        attributes[i] = Attributes(a.shape, a.color, float(rng.uniform(low, high)), float(rng.uniform(low, high)),
+                                   size)
+    images = batch.images.copy()
+    if len(small):
+        images[small] = render([attributes[i] for i in small])
+    return images, attributes
+
+
+def train_classifier(steps: int = 2400, seed: int = 0, batch_size: int = 128, lr: float = 2e-3,
                      path: Path = CLASSIFIER_WEIGHTS, log: Callable[[str], None] = print) -> dict[str, float]:
     """Train :func:`build_classifier` on augmented procedural images and save it (fp16 safetensors) to ``path``.
 
@@ -212,10 +335,10 @@ def train_classifier(steps: int = 1500, seed: int = 0, batch_size: int = 128, lr
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     for step in tqdm(range(steps), desc="classifier", mininterval=10):
         rng = np.random.default_rng([seed, 10, step])
-        batch = ShapesDataset(seed=[seed, 11, step]).batch(batch_size)
-        x = _to_tensor(augment(batch.images, rng))
-        shape_target = torch.tensor([SHAPES.index(a.shape) for a in batch.attributes])
-        color_target = torch.tensor([COLORS.index(a.color) for a in batch.attributes])
+        images, attributes = training_batch([seed, 11, step], batch_size)
+        x = _to_tensor(augment(images, rng))
+        shape_target = torch.tensor([SHAPES.index(a.shape) for a in attributes])
+        color_target = torch.tensor([COLORS.index(a.color) for a in attributes])
         _, shape_logits, color_logits = model(x)
         loss = F.cross_entropy(shape_logits, shape_target) + F.cross_entropy(color_logits, color_target)
         for group in optimizer.param_groups:
@@ -226,7 +349,9 @@ def train_classifier(steps: int = 1500, seed: int = 0, batch_size: int = 128, lr
         if (step + 1) % 100 == 0:
             log(f"classifier step {step + 1}: loss {loss.item():.4f}")
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"steps": str(steps), "seed": str(seed)})
+    save_file(state, str(path), metadata={"steps": str(steps), "seed": str(seed), "batch_size": str(batch_size),
+                                          "augment": "issue 21 section 5 (warp, cut, soft edges, blobs, speckle, "
+                                                     "contrast, blur, noise, small sizes)"})
     add_feature_statistics(path, seed=seed)
     evaluator = Evaluator(path)
     held_out = ShapesDataset(seed=[seed, 12]).batch(2000)
@@ -243,13 +368,17 @@ def add_feature_statistics(path: Path = CLASSIFIER_WEIGHTS, seed: int = 0, n: in
     import torch
     from safetensors.torch import load_file, save_file
 
+    from safetensors import safe_open
+
     state = {k: v for k, v in load_file(str(path)).items() if not k.startswith("feature_")}
+    with safe_open(str(path), "pt") as handle:
+        metadata = dict(handle.metadata() or {})
     evaluator = Evaluator(path)
     images = ShapesDataset(seed=[seed, 13]).batch(n).images
     features = evaluator._forward(images)[0]
     state["feature_mean"] = torch.from_numpy(features.mean(axis=0)).float()
     state["feature_std"] = torch.from_numpy(features.std(axis=0)).float()
-    save_file(state, str(path), metadata={"feature_statistics": f"{n} real images, seed {seed}"})
+    save_file(state, str(path), metadata={**metadata, "feature_statistics": f"{n} real images, seed {seed}"})
 
 
 # --------------------------------------------------------------------------------------------------------------------
