@@ -4,6 +4,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 import pytest
 
+import zoo.registry as registry_module
 from zoo.errors import DuplicateMethodError, PluginError, UnknownMethodError
 from zoo.registry import load_registry
 from zoo.spec import MethodSpec, Paper
@@ -14,6 +15,12 @@ def ep(name, module):
 
 
 GOOD = [ep("alpha", "alpha"), ep("beta", "beta")]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_reports(monkeypatch):
+    """Load failures are printed once per process: each test starts with none printed yet."""
+    monkeypatch.setattr(registry_module, "_REPORTED", set())
 
 
 def test_entry_points_register_methods_tagged_with_their_plugin():
@@ -46,9 +53,9 @@ def test_wildcards_and_task_filter():
     assert registry.list("zzz*") == []
 
 
-def test_duplicate_names_reject_the_whole_later_plugin_and_name_both():
-    with pytest.warns(RuntimeWarning, match="clash"):
-        registry = load_registry([ep("alpha", "alpha"), ep("clash", "clash")])
+def test_duplicate_names_reject_the_whole_later_plugin_and_name_both(capsys):
+    registry = load_registry([ep("alpha", "alpha"), ep("clash", "clash")])
+    assert "plugin 'clash' was rejected" in capsys.readouterr().err
     assert "gamma" not in registry  # all-or-nothing: nothing of the clashing plugin was added
     error = registry.plugins["clash"].error
     assert "'alpha'" in error and "'clash'" in error and "a1" in error
@@ -66,9 +73,9 @@ def test_duplicate_add_raises_and_leaves_registry_unchanged():
 
 @pytest.mark.parametrize("module,stage", [("broken_import", "import failed"),
                                           ("broken_register", "register_methods failed")])
-def test_broken_plugin_is_reported_and_others_keep_working(module, stage):
-    with pytest.warns(RuntimeWarning, match=module):
-        registry = load_registry([ep(module, module), *GOOD])
+def test_broken_plugin_is_reported_and_others_keep_working(module, stage, capsys):
+    registry = load_registry([ep(module, module), *GOOD])
+    assert f"distill-zoo: plugin {module!r} not loaded: {stage}" in capsys.readouterr().err
     assert [s.name for s in registry.list()] == ["alpha_one", "alpha_two", "beta"]
     assert registry.failures[module].startswith(stage)
 
@@ -120,5 +127,6 @@ def test_builtin_methods_come_from_this_projects_entry_points(fresh_registry):
     for entry in ours:
         assert entry.value.startswith("zoo_plugins."), entry
         assert registry.plugins[entry.name].error is None, registry.plugins[entry.name]
-        assert registry.plugins[entry.name].package == "distill-zoo"
+        assert registry.plugins[entry.name].package == "distill-zoo" and registry.plugins[entry.name].builtin
+    assert not any(info.builtin for info in registry.plugins.values() if info.package != "distill-zoo")
     assert {s.plugin for s in registry.list()} >= {e.name for e in ours if registry.plugins[e.name].methods}

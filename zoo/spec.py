@@ -33,6 +33,27 @@ MANIFEST_NAME = "zoo.json"
 recommended sampler settings), so that ``zoo run <folder or hub ref>`` needs no method name."""
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+_TARGET_RE = re.compile(rf"{_DOTTED}:{_DOTTED}")
+
+TARGET_FIELDS = ("sampler", "trainer", "config", "comfy_patch", "spandrel_arch")
+"""The fields of :class:`MethodSpec` that hold a lazy ``"package.module:attr"`` target (or the object itself)."""
+
+
+def target_form_problem(value: Any) -> str | None:
+    """Why ``value`` is not a usable lazy target (None when it is one, an object, or None).
+
+    A string target is ``package.module:attribute``: dotted Python identifiers, exactly one ``:``; the attribute may
+    be dotted (``module:Class.factory``)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        if callable(value):
+            return None
+        return f"must be a 'package.module:attr' string or a callable, not a {type(value).__name__}"
+    if not _TARGET_RE.fullmatch(value):
+        return "must look like 'package.module:attr' (dotted Python names, exactly one ':')"
+    return None
 
 
 @dataclass(frozen=True)
@@ -164,26 +185,55 @@ class MethodSpec:
     def names(self) -> tuple[str, ...]:
         return (self.name, *self.aliases)
 
+    def check_targets(self) -> None:
+        """Raise a one-line :class:`PluginError` naming the first lazy target field whose string is not of the form
+        ``package.module:attr`` (called by the registry when a plugin registers the spec)."""
+        for what in TARGET_FIELDS:
+            value = getattr(self, what)
+            problem = target_form_problem(value)
+            if problem:
+                raise PluginError(f"Method {self.name!r}{self._where()}: {what} target {value!r} {problem}")
+
+    def _where(self) -> str:
+        return f" (plugin {self.plugin})" if self.plugin else ""
+
     def load(self, what: str) -> Any:
         """Import and return the lazy target ``what`` (``"sampler"``, ``"trainer"``, ``"config"`` or
-        ``"comfy_patch"``, ``"spandrel_arch"``)."""
+        ``"comfy_patch"``, ``"spandrel_arch"``).
+
+        Every failure is one :class:`PluginError` line naming the method, its plugin, the target and the cause (the
+        module that could not be imported, the attribute that is missing), never a traceback."""
         target = getattr(self, what)
         if not isinstance(target, str):
             return target
+        where = self._where()
+        problem = target_form_problem(target)
+        if problem:
+            raise PluginError(f"Method {self.name!r}{where}: {what} target {target!r} {problem}")
         module_name, _, attr = target.partition(":")
-        if not module_name or not attr:
-            raise PluginError(f"Method {self.name!r}: {what} target {target!r} must look like 'package.module:attr'")
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:  # noqa: BLE001 - a plugin's import error of any kind, as one line
-            where = f" (plugin {self.plugin})" if self.plugin else ""
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise PluginError(f"Method {self.name!r}{where}: cannot import {module_name!r} for its {what} "
                               f"({type(exc).__name__}: {detail}); reinstall or fix the plugin") from None
-        try:
-            return getattr(module, attr)
-        except AttributeError:
-            raise PluginError(f"Method {self.name!r}: module {module_name!r} has no attribute {attr!r}") from None
+        value: Any = module
+        owner, path = f"module {module_name!r}", module_name
+        for part in attr.split("."):
+            try:
+                value = getattr(value, part)
+            except AttributeError:
+                raise PluginError(f"Method {self.name!r}{where}: {what} target {target!r} does not resolve: "
+                                  f"{owner} has no attribute {part!r} (AttributeError); reinstall or fix the "
+                                  f"plugin") from None
+            except Exception as exc:  # noqa: BLE001 - e.g. a lazy module __getattr__ that fails to import
+                detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise PluginError(f"Method {self.name!r}{where}: {what} target {target!r} does not resolve: "
+                                  f"{path}.{part} raised {type(exc).__name__}: {detail}; reinstall or fix the "
+                                  f"plugin") from None
+            path = f"{path}.{part}"
+            owner = repr(path)
+        return value
 
     def preset(self, name: str) -> Preset:
         """Return the preset called ``name`` or raise an error that lists the valid ones."""

@@ -75,7 +75,8 @@ def _default_config_yaml(spec) -> str:
 
 @click.command("plugins")
 def plugins_command() -> None:
-    """Print the loaded plugins (name, package, version, methods, load error) as JSON."""
+    """Print every plugin found (name, package, version, built-in or not, methods, and why it was not loaded: an
+    import error, a malformed spec, a name clash) as JSON."""
     registry = get_registry()
     click.echo(json.dumps([info.to_dict() for info in sorted(registry.plugins.values(), key=lambda i: i.name)],
                           indent=2))
