@@ -33,6 +33,8 @@ Usage::
     python scripts/bench_quality.py --only teacher hyper_sd --method-steps hyper_sd=1,2,4,8
     # choosing between training runs: validation noise, never the benchmark's
     python scripts/bench_quality.py --validation --noise-sets 10 --only teacher hyper_sd --model hyper_sd=runs/x/export
+    # also draw docs/img/quality_vs_nfe.png and docs/img/samples_grid.png (scripts/plot_quality.py)
+    OMP_NUM_THREADS=1 python scripts/bench_quality.py --threads 1 --json runs/bench_quality.json --plot docs/img
 
 Timing on a shared CPU is noisy; compare ``ms_per_image`` only between rows of one run.
 """
@@ -184,8 +186,16 @@ def main() -> None:
     parser.add_argument("--validation", action="store_true",
                         help="Sample the validation noise (seeds 5000 + 100 k + index) instead of the benchmark's: "
                              "choose recipes and checkpoints on it, report on the benchmark.")
+    parser.add_argument("--plot", type=Path, default=None, metavar="DIR",
+                        help="Also draw the quality-versus-NFE chart and the samples grid into DIR "
+                             "(scripts/plot_quality.py: quality_vs_nfe.png, samples_grid.png).")
+    parser.add_argument("--samples", type=int, default=8,
+                        help="With --plot: images per row of the samples grid, the same (prompt, seed) pairs in "
+                             "every row (0: the chart only).")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.samples < 0:
+        raise SystemExit("--samples: 0 or more")
 
     import torch
 
@@ -217,6 +227,12 @@ def main() -> None:
     method_steps = parse_method_steps(args.method_steps)
     models = parse_models(args.model)
     rows: list[dict] = []
+    grid: dict[str, list] = {}  # with --plot: each row's samples-grid images, sampled after its scoring
+    if args.plot is not None:
+        sys.path.insert(0, str(ROOT / "scripts"))
+        import plot_quality
+
+        grid_jobs = plot_quality.grid_jobs(args.samples, args.validation)
 
     if wanted is None or "teacher" in wanted:
         teacher = DDIMSampler.from_model(resolve_model(args.teacher or DEFAULT_MODEL), device="cpu")
@@ -225,6 +241,9 @@ def main() -> None:
         for steps, scale in settings:
             rows.append(run_rows(teacher_name(steps, scale), teacher, evaluator, sampling, steps=steps,
                                  guidance_scale=scale if scale is not None else 1.0) | {"teacher": True})
+            if args.plot is not None and args.samples:
+                grid[rows[-1]["method"]] = plot_quality.sample_images(
+                    teacher, grid_jobs, steps=steps, guidance_scale=scale if scale is not None else 1.0)
             print(format_table(rows[-1:]).splitlines()[-1], file=sys.stderr)
 
     for spec in list_methods(task="text-to-image"):
@@ -250,6 +269,11 @@ def main() -> None:
                 traceback.print_exc()
                 row = {"method": name, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
             rows.append(row)
+            if args.plot is not None and args.samples and "error" not in row:
+                try:  # after the scoring, so the row's numbers and timings are the same with or without --plot
+                    grid[name] = plot_quality.sample_images(sampler, grid_jobs, **options)
+                except Exception as exc:  # noqa: BLE001 - the grid then rebuilds the row's sampler, or leaves it out
+                    print(f"{name}: samples grid: {type(exc).__name__}: {exc}", file=sys.stderr)
             if "error" not in row:
                 print(format_table([row]).splitlines()[-1], file=sys.stderr)
             else:
@@ -269,6 +293,9 @@ def main() -> None:
                  for row in rows]
         args.json.write_text(json.dumps({"rows": clean, "comparisons": compared}, indent=2) + "\n")
         print(f"wrote {args.json}")
+    if args.plot is not None and any("error" not in r for r in rows):
+        plot_quality.write_plots(rows, args.plot, images=grid, samples=args.samples, validation=args.validation,
+                                 teacher_ref=args.teacher, models=models)
 
 
 if __name__ == "__main__":

@@ -128,3 +128,84 @@ def test_headless_upscale_through_gradio_client(tmp_path):
     finally:
         demo.close()
         set_registry(None)
+
+
+def _by_id(demo, elem_id):
+    return next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem_id)
+
+
+def _compare_handler(demo):
+    """The function behind the Compare tab's button, checked to be wired to the tab's components."""
+    button = _by_id(demo, "compare-run")
+    fn = next(f for f in demo.fns.values() if f.api_name == "compare")
+    assert (button._id, "click") in [tuple(t) for t in fn.targets]
+    assert [b.elem_id for b in fn.inputs] == ["compare-prompt", "compare-seed", "compare-device"]
+    assert [b.elem_id for b in fn.outputs] == ["compare-gallery", "compare-info"]
+    return fn.fn
+
+
+def test_compare_tab_runs_every_method_on_one_prompt_and_seed():
+    import re
+
+    from PIL import Image
+
+    from zoo.app import COMPARE_TEACHER, compare_methods
+    from zoo.registry import list_methods
+    from zoo.sampling import read_metadata
+
+    torch.set_num_threads(1)
+    demo = build_demo()
+    handler = _compare_handler(demo)
+    methods = compare_methods()
+    assert methods == [COMPARE_TEACHER, *[s.name for s in list_methods(task="text-to-image") if s.default_model]]
+    gallery, info = handler("a red circle", 7, "cpu")
+    assert [caption.split(" · ")[0] for _, caption in gallery] == methods  # one image per method, in order
+    for path, caption in gallery:
+        nfe = int(re.fullmatch(r"\S+ · (\d+) NFE · \d+ ms/image", caption).group(1))
+        meta = read_metadata(path)
+        assert meta["nfe"] == nfe and meta["seed"] == 7 and meta["prompt"] == "a red circle"
+        assert Image.open(path).size == (32, 32)
+    captions = dict((c.split(" · ")[0], c) for _, c in gallery)
+    assert " · 50 NFE · " in captions[COMPARE_TEACHER]  # the teacher's 25 steps with CFG
+    if "swiftbrush" in captions:
+        assert " · 1 NFE · " in captions["swiftbrush"]
+    assert "seed 7" in info and info.count("\n| ") == len(methods) + 1
+    # the same prompt and seed again: the cached samplers give the same pixels
+    again, _ = handler("a red circle", 7, "cpu")
+    import numpy as np
+
+    assert np.array_equal(np.asarray(Image.open(again[-1][0])), np.asarray(Image.open(gallery[-1][0])))
+    with pytest.raises(gr.Error, match="Enter a prompt"):
+        handler("  ", 7, "cpu")
+    with pytest.raises(gr.Error, match="out of range"):
+        handler("a red circle", -1, "cpu")
+
+
+def _exploding_sampler(model, **kwargs):
+    raise RuntimeError("/srv/secret/path: boom")
+
+
+def test_compare_tab_shows_a_failing_method_as_a_caption(tmp_path):
+    from zoo.registry import MethodRegistry, set_registry
+    from zoo.spec import MethodSpec, Paper
+
+    torch.set_num_threads(1)
+    registry = MethodRegistry()
+    common = dict(task="text-to-image", summary="Broken stand-in.", paper=Paper("none"), trainer=_exploding_sampler,
+                  config="fake_plugins.targets:AlphaConfig", plugin="tests")
+    registry.add(MethodSpec(name="missing_model", sampler=_exploding_sampler,
+                            default_model=str(tmp_path / "missing"), **common))
+    registry.add(MethodSpec(name="exploding", sampler=_exploding_sampler,
+                            default_model="pkg:zoo.testbed/weights/teacher", **common))
+    registry.add(MethodSpec(name="no_default", sampler=_exploding_sampler, **common))
+    set_registry(registry)
+    try:
+        gallery, info = _compare_handler(build_demo(registry))("a blue square", 3, "cpu")
+    finally:
+        set_registry(None)
+    captions = {caption.split(" · ")[0]: caption for _, caption in gallery}
+    assert len(gallery) == 3 and gallery[0][1].startswith("teacher · 50 NFE")  # no_default has no model to compare
+    assert captions["missing_model"].startswith("missing_model · failed: ")
+    assert "does not exist" in captions["missing_model"]
+    assert captions["exploding"] == "exploding · failed (the details are in the server's log)"
+    assert "secret" not in info and info.count("failed") == 2

@@ -8,6 +8,9 @@ Tabs:
   (:func:`zoo.sampling.save_image`, read back with :func:`zoo.sampling.read_metadata`). API name ``generate``.
 * **Super-resolution** — IMDN, YONOS-SR and any other registered SR method; scale, tile size, steps, seed.
   API name ``upscale``.
+* **Compare** — one prompt and seed through the base teacher and every installed text-to-image method that has a
+  default model, side by side, each captioned with its NFE and time per image (:class:`CompareHandler`). API name
+  ``compare``.
 
 Handlers call :func:`zoo.frontend.load` (= :func:`zoo.loading.load_sampler`, what ``zoo run`` uses) and the sampler
 itself; loaded samplers are kept in a one-entry cache so repeated clicks reuse the weights. Method lists come from the
@@ -124,6 +127,99 @@ class DemoHandlers:
         return str(path), info, str(path)
 
 
+COMPARE_TEACHER = "teacher"
+"""The Compare tab's label for the base sampler on the default model (``zoo run`` without a method)."""
+
+
+def compare_methods(registry: Any = None) -> list[str]:
+    """What the Compare tab runs: the base teacher, then every text-to-image method with a default model."""
+    from zoo.registry import get_registry
+
+    registry = registry or get_registry()
+    return [COMPARE_TEACHER, *(s.name for s in registry.list(task=TEXT_TO_IMAGE) if s.default_model)]
+
+
+class CompareCache:
+    """The Compare tab's samplers, one per method's default model: loaded on first use and kept, the least recently
+    used dropped beyond ``capacity`` (the default models are small; a large one only costs a reload)."""
+
+    def __init__(self, roots: Any = None, capacity: int = 16) -> None:
+        from collections import OrderedDict
+
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self.roots = roots
+        self.capacity = capacity
+
+    def get(self, method: str, device: str) -> tuple[Any, Any]:
+        key = (method, device)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            while len(self._items) >= self.capacity:
+                self._items.popitem(last=False)
+            name = "base" if method == COMPARE_TEACHER else method
+            value = load(TEXT_TO_IMAGE, name, "", device=device, dtype="auto", roots=self.roots)
+            self._items[key] = value
+            return value
+
+
+def _placeholder(size: int = 64) -> Any:
+    from PIL import Image
+
+    return Image.new("RGB", (size, size), (236, 236, 236))
+
+
+class CompareHandler:
+    """The Compare tab: the same prompt and seed through every method of :func:`compare_methods`, each at its
+    model's recommended settings, one image each. A method that fails shows its one-line error as the caption."""
+
+    def __init__(self, registry: Any = None, roots: Any = None) -> None:
+        self.registry = registry
+        self.cache = CompareCache(roots)
+
+    def __call__(self, prompt: str, seed: float, device: str = "auto", progress: Any = None) -> tuple[list, str]:
+        """Returns (gallery items ``(PNG path, "method · N NFE · T ms/image")``, info markdown)."""
+        import logging
+        import time
+
+        from zoo.sampling import check_seed, save_image
+
+        if not (prompt or "").strip():
+            raise InputError("Enter a prompt")
+        seed = check_seed(int(seed) if isinstance(seed, float) and seed.is_integer() else seed)
+        methods = compare_methods(self.registry)
+        folder = _output_dir()
+        items, rows = [], []
+        for index, method in enumerate(methods):
+            if progress is not None:
+                progress((index, len(methods)), desc=method)
+            path = folder / f"{index:02d}-{method}-seed{seed}.png"
+            try:
+                _, sampler = self.cache.get(method, device)
+                started = time.perf_counter()
+                result = sampler(prompt, seed=seed, batch_size=1)
+                seconds = float(result.metadata.get("seconds_per_image") or time.perf_counter() - started)
+                save_image(result.images[0], path, dict(result.metadata))
+                caption = f"{method} · {result.nfe} NFE · {seconds * 1000:.0f} ms/image"
+                rows.append(f"| {method} | {result.nfe} | {result.metadata.get('steps')} | {seconds * 1000:.0f} |")
+            except ZooError as exc:
+                caption = f"{method} · failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            except Exception:  # noqa: BLE001 - one broken method must not hide the others; details stay on the server
+                logging.getLogger("zoo.app").exception("compare: %s failed", method)
+                caption = f"{method} · failed (the details are in the server's log)"
+            if not path.exists():
+                _placeholder().save(path)
+                rows.append(f"| {method} | - | - | failed |")
+            items.append((str(path), caption))
+        if progress is not None:
+            progress((len(methods), len(methods)), desc="done")
+        info = (f"**{prompt.strip()}** · seed {seed} · each method at its model's recommended settings\n\n"
+                "| method | NFE | steps | ms/image |\n|---|---|---|---|\n" + "\n".join(rows))
+        return items, info
+
+
 GENERIC_FAILURE = "The request failed on the server (the details are in the server's log)"
 
 
@@ -166,6 +262,11 @@ def build_demo(registry: Any = None, roots: Any = None) -> "gr.Blocks":  # noqa:
 
     def upscale_image(method, model, image, scale, tile, steps, seed, device, progress=gr.Progress(track_tqdm=True)):
         return _guarded(handlers.upscale)(method, model, image, scale, tile, steps, seed, device, progress)
+
+    compare_handler = CompareHandler(registry, handlers.cache.roots)
+
+    def compare(prompt, seed, device, progress=gr.Progress(track_tqdm=True)):
+        return _guarded(compare_handler)(prompt, seed, device, progress)
 
     def update_presets(method):
         choices = handlers.presets_for(method)
@@ -228,5 +329,19 @@ def build_demo(registry: Any = None, roots: Any = None) -> "gr.Blocks":  # noqa:
                     sr_file = gr.File(label="PNG with parameters")
             sr_run.click(upscale_image, inputs=[sr_method, sr_model, image, scale, tile, sr_steps, sr_seed, sr_device],
                          outputs=[upscaled, sr_info, sr_file], api_name="upscale")
+        with gr.Tab("Compare"):
+            gr.Markdown("One prompt and seed through the teacher and every installed text-to-image method's default "
+                        "model, each at its recommended settings: number of network evaluations (NFE) and time per "
+                        "image under each image.")
+            with gr.Row():
+                cmp_prompt = gr.Textbox(label="Prompt", lines=1, value="a red circle", elem_id="compare-prompt",
+                                        scale=3)
+                cmp_seed = gr.Number(0, precision=0, label="Seed", elem_id="compare-seed", scale=1)
+                cmp_device = gr.Dropdown(devices, value="auto", label="Device", elem_id="compare-device", scale=1)
+            cmp_run = gr.Button("Compare", variant="primary", elem_id="compare-run")
+            cmp_gallery = gr.Gallery(label="Every method", format="png", columns=4, elem_id="compare-gallery")
+            cmp_info = gr.Markdown(elem_id="compare-info")
+            cmp_run.click(compare, inputs=[cmp_prompt, cmp_seed, cmp_device], outputs=[cmp_gallery, cmp_info],
+                          api_name="compare")
     demo.queue(default_concurrency_limit=1)
     return demo
