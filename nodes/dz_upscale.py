@@ -50,7 +50,10 @@ class DistillZooLoadUpscaleModel:
 
         return {"required": {
             "method": (method_choices(SUPER_RESOLUTION), {"default": "auto",
-                                                          "tooltip": "auto: the method named in the model's zoo.json"}),
+                                                          "tooltip": "auto: the method named in the model's zoo.json."
+                                                                     " Real photos: imdn with IMDN_x4.pth; yonos_sr's "
+                                                                     "default model is a testbed model (synthetic "
+                                                                     "shapes), not for real photos"}),
             "model": ("STRING", {"default": "", "tooltip": "a file name in ComfyUI's models/upscale_models (e.g. "
                                                            "IMDN_x4.pth), a hub id, folder or pkg: ref; empty: the "
                                                            "method's default model"}),
@@ -62,7 +65,9 @@ class DistillZooLoadUpscaleModel:
     RETURN_NAMES = ("upscale_model",)
     FUNCTION = "load"
     CATEGORY = f"{CATEGORY}/loaders"
-    DESCRIPTION = "Load a distilled super-resolution model (IMDN, YONOS-SR, ...) through the distill-zoo registry."
+    DESCRIPTION = ("Load a distilled super-resolution model (IMDN, YONOS-SR, ...) through the distill-zoo registry. "
+                   "For real photos use IMDN (official IMDN_x4.pth); YONOS-SR's default model is a testbed model "
+                   "(trained on synthetic shapes, not for real photos).")
 
     @classmethod
     def VALIDATE_INPUTS(cls, model=""):

@@ -470,7 +470,7 @@ def test_stripes_texture_is_detail_the_x2_lr_cannot_show():
 
 def test_vae_shape_comes_from_the_config_and_the_unet_follows_it(tmp_path):
     """``vae_latent_channels`` / ``vae_blocks`` shape the autoencoder stage's VAE; a ``regress`` stage from scratch on
-    that VAE builds a UNet with 2 x channels in; exports record the testbed texture."""
+    that VAE builds a UNet with 2 x channels in; exports record the testbed texture and that they are testbed-only."""
     from zoo.config import load_config
     from zoo.train import train
     from zoo_plugins.yonos_sr.config import YonosConfig
@@ -486,7 +486,8 @@ def test_vae_shape_comes_from_the_config_and_the_unet_follows_it(tmp_path):
     model = YonosSRModel.load(teacher.export_dir)
     assert model.vae.config.latent_channels == 6 and tuple(model.vae.config.block_out_channels) == (8, 16, 16)
     assert model.unet.config.in_channels == 12 and model.unet.config.out_channels == 6
-    assert json.loads((teacher.export_dir / "zoo.json").read_text())["testbed_texture"] == "stripes"
+    manifest = json.loads((teacher.export_dir / "zoo.json").read_text())
+    assert manifest["testbed_texture"] == "stripes" and manifest["testbed_only"] is True  # the sampler's note
 
 
 def test_bad_texture_or_vae_shape_is_a_config_error():

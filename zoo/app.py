@@ -243,6 +243,11 @@ def _guarded(function):
     return wrapper
 
 
+SR_METHOD_INFO = ("imdn: real photos (official IMDN_x4.pth from github.com/Zheng222/IMDN as Model); yonos_sr "
+                  "(testbed): trained on synthetic shapes, not for real photos")
+"""The Super-resolution tab's method note: YONOS-SR's default model is a testbed model (docs/SR.md)."""
+
+
 def build_demo(registry: Any = None, roots: Any = None) -> "gr.Blocks":  # noqa: F821
     """The gradio Blocks app. ``registry`` lists the methods (default: the process-wide registry); ``roots`` (a
     :class:`zoo.paths.ModelRoots`, default :meth:`~zoo.paths.ModelRoots.for_server`) is where clients' models may
@@ -311,9 +316,12 @@ def build_demo(registry: Any = None, roots: Any = None) -> "gr.Blocks":  # noqa:
         with gr.Tab("Super-resolution"):
             with gr.Row():
                 with gr.Column():
-                    sr_method = gr.Dropdown(sr_methods, value=sr_methods[1] if len(sr_methods) > 1 else AUTO,
-                                            label="Method", elem_id="sr-method")
-                    sr_model = gr.Textbox(label="Model", placeholder="empty: the method's default model")
+                    sr_method = gr.Dropdown(sr_methods, value="imdn" if "imdn" in sr_methods else
+                                            sr_methods[1] if len(sr_methods) > 1 else AUTO, label="Method",
+                                            elem_id="sr-method", info=SR_METHOD_INFO if "yonos_sr" in sr_methods
+                                            else None)
+                    sr_model = gr.Textbox(label="Model", placeholder="empty: the method's default model (imdn has "
+                                          "none: give the official IMDN_x4.pth)")
                     image = gr.Image(type="pil", label="Input image", image_mode="RGB")
                     with gr.Row():
                         scale = gr.Number(0, precision=0, label="Scale (0: the model's)")

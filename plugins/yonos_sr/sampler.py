@@ -14,10 +14,15 @@ returns a :class:`zoo.sampling.SampleResult` whose ``nfe`` counts UNet evaluatio
 (with ``overlap`` LR pixels of context, blended linearly), encodes, denoises and decodes them :data:`TILE_BATCH` at
 a time (the noise of every tile is drawn up front, so batching changes nothing) and stitches the decoded tiles;
 ``None`` (automatic) tiles images larger than :data:`AUTO_TILE` LR pixels with that tile size.
+
+A model whose ``zoo.json`` says ``"testbed_only": true`` (the committed default: trained on 32x32 synthetic shapes,
+its VAE turns sky blue green and orange yellow on photos; docs/SR.md, "YONOS-SR on real images") writes one line on
+stderr, once per process and model, when it is given an image larger than :data:`TESTBED_NOTE_SIZE` pixels.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -40,14 +45,21 @@ AUTO_TILE = 64
 """``tile=None`` (automatic): images larger than this many LR pixels on a side are cut into tiles of this size."""
 TILE_BATCH = 4
 """Tiles denoised together; progress (and a front-end's Cancel check) comes between batches."""
+TESTBED_NOTE_SIZE = 128
+"""A ``testbed_only`` model notes (once) that it is not for real photos when an input side exceeds this."""
+TESTBED_NOTE = ("testbed model: trained on synthetic shapes, not for real photos (expect wrong colours); use imdn for "
+                "real images (zoo upscale imdn --model IMDN_x4.pth; docs/SR.md)")
+_NOTED: set[str] = set()
+"""Model refs that already wrote :data:`TESTBED_NOTE` in this process."""
 
 
 class YonosSRSampler:
     """Callable super-resolution sampler around a :class:`YonosSRModel`."""
 
     def __init__(self, model: YonosSRModel, *, ref: str, scale: int, steps: int = DEFAULT_STEPS, eta: float = 0.0,
-                 overlap: int = DEFAULT_OVERLAP) -> None:
+                 overlap: int = DEFAULT_OVERLAP, testbed_only: bool = False) -> None:
         self.model = model.eval()
+        self.testbed_only = bool(testbed_only)
         self.ref = ref
         self.default_scale = int(scale)
         self.default_steps = int(steps)
@@ -144,6 +156,7 @@ class YonosSRSampler:
             raise InputError(f"tile={tile!r} is not valid; use 0 (no tiling), a tile size in LR pixels, or None "
                              f"(automatic)")
         rgb = _image_to_rgb(image)
+        self._note_testbed_only(rgb.shape[1], rgb.shape[0])
         if tile is None:
             tile = AUTO_TILE if max(rgb.shape[:2]) > AUTO_TILE else 0
         lr = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
@@ -165,6 +178,20 @@ class YonosSRSampler:
             "seconds": round(time.perf_counter() - started, 3),
         }
         return SampleResult(images=[to_pil(array)], nfe=nfe, metadata=metadata)
+
+    def _note_testbed_only(self, width: int, height: int) -> None:
+        """One stderr line, once per process and model, when a testbed-only model gets an image larger than
+        :data:`TESTBED_NOTE_SIZE` (real photos; the testbed's images are 32x32)."""
+        if not self.testbed_only or max(width, height) <= TESTBED_NOTE_SIZE or self.ref in _NOTED:
+            return
+        _NOTED.add(self.ref)
+        stream = sys.stderr
+        if stream is not None:  # pythonw and some embedders have no stderr
+            try:
+                stream.write(f"distill-zoo: {self.ref} ({width}x{height} input) is a {TESTBED_NOTE}\n")
+                stream.flush()
+            except (OSError, ValueError):
+                pass
 
     def _check_scale(self, scale: float | None) -> int:
         if scale is None:
@@ -232,4 +259,5 @@ def build_sampler(model: ResolvedModel | None, *, device: str | torch.device = "
         raise InputError(f"{path} does not say which scale it was trained for (zoo.json 'sampler.scale'); "
                          "pass scale=")
     return YonosSRSampler(network, ref=ref, scale=int(scale), steps=int(steps or settings.get("steps", DEFAULT_STEPS)),
-                          eta=float(settings.get("eta", eta) if eta == 0.0 else eta), overlap=overlap)
+                          eta=float(settings.get("eta", eta) if eta == 0.0 else eta), overlap=overlap,
+                          testbed_only=bool(manifest.get("testbed_only", False)))

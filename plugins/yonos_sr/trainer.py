@@ -146,6 +146,7 @@ class YonosSRTrainer(Trainer):
                     "sampler": {"scale": self.scale, "steps": 1}}
         if self.config.data.source == "testbed":
             manifest["testbed_texture"] = self.config.data.texture  # which testbed images the model was trained on
+            manifest["testbed_only"] = True  # synthetic shapes only: not for real photos (the sampler says so)
         return manifest
 
     def export(self, out_dir: Path, metrics: dict[str, Any]) -> Path:
