@@ -296,3 +296,95 @@ def test_loop_folded_condition_rows_give_the_per_call_result(components, monkeyp
     assert calls == [True] * 4 and adapters._loop is None  # used at every step, dropped after the loop
     torch.testing.assert_close(ahead, per_call, rtol=1e-5, atol=1e-5)
     assert (ahead - stale).abs().max() > 1e-2  # the rows of each step matter in this comparison
+
+
+def test_cfg_steps_swap_in_the_teachers_cfg_prediction_at_the_chosen_steps(components):
+    """``cfg_steps=(start, stop)`` (scripts/analyze_agd.py): true CFG at ω at those step indices, the adapters
+    elsewhere. Over all steps it is the CFG teacher's sampling; over none, plain AGD; in between, a mix."""
+    from zoo.errors import InputError
+    from zoo.t2i import DDIMSampler
+
+    adapters = AGDAdapters.for_unet(components.unet, hidden_dim=16)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # trained-looking adapters: their prediction differs from both the base and CFG
+        for p in adapters.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+    sampler = AGDSampler(components, adapters, None)
+    options = dict(steps=5, guidance_scale=4.0, batch_size=2, output_type="pt", seed=7)
+    try:
+        plain = sampler("a red circle", **options)
+        none = sampler("a red circle", cfg_steps=(0, 0), **options)
+        every = sampler("a red circle", cfg_steps=(0, 5), **options)
+        early = sampler("a red circle", cfg_steps=(0, 2), **options)
+        with adapters.disabled():
+            teacher = DDIMSampler(components, None)("a red circle", **options)
+        for bad in ((3, 9), (4, 2), "early"):
+            with pytest.raises(InputError, match="cfg_steps"):
+                sampler("a red circle", cfg_steps=bad, **options)
+    finally:
+        adapters.detach()
+    assert adapters.enabled  # restored after the swapped steps
+    assert torch.equal(none.latents, plain.latents) and none.nfe == 5
+    assert torch.equal(every.latents, teacher.latents) and every.nfe == teacher.nfe == 10
+    assert early.nfe == 7 and early.metadata["cfg_steps"] == [0, 2]
+    for other in (plain, teacher):
+        assert (early.latents - other.latents).abs().max() > 1e-3
+
+
+def test_early_steps_are_drawn_early_step_weight_times_as_often_and_uniform_stays_the_reference_stream():
+    """``early_steps`` / ``early_step_weight`` (docs/AGD-COLOUR.md): the first steps of every trajectory are drawn
+    that many times as often; the default keeps the uniform draw, point for point."""
+    from types import SimpleNamespace
+
+    from zoo.errors import ConfigError
+    from zoo_plugins.agd.trainer import AGDTrainer, step_weights
+
+    n, steps = 6, 5
+    data = TrajectorySet(torch.zeros(n, steps, 1, 1, 1), torch.zeros(n, steps, 1, 1, 1), torch.arange(steps),
+                         torch.ones(n), torch.zeros(n, 1, 1), torch.zeros(n, 1, 1, 1), ["a"] * n, {})
+    data.x_t += (torch.arange(n)[:, None] * steps + torch.arange(steps)).view(n, steps, 1, 1, 1)  # x_t = flat index
+
+    def drawn(early_steps, weight, batches=200):
+        config = SimpleNamespace(train=SimpleNamespace(batch_size=64), early_steps=early_steps,
+                                 early_step_weight=weight)
+        stream = AGDTrainer.batches(SimpleNamespace(config=config, trajectories=data), seed=3)
+        return torch.cat([next(stream)["x_t"].flatten() for _ in range(batches)]).long()
+
+    generator = torch.Generator().manual_seed(3)
+    reference = torch.cat([torch.randint(n * steps, (64,), generator=generator) for _ in range(3)])
+    assert torch.equal(drawn(0, 1.0, 3), reference) and torch.equal(drawn(2, 1.0, 3), reference)
+    weighted = drawn(2, 4.0)
+    share = torch.bincount(weighted % steps, minlength=steps).double() / len(weighted)
+    torch.testing.assert_close(share, torch.tensor([4, 4, 1, 1, 1], dtype=torch.float64) / 11, atol=0.01, rtol=0)
+    assert len(set((weighted // steps).tolist())) == n  # every trajectory drawn
+    assert step_weights(steps, 0, 4.0) is None and step_weights(steps, 3, 1.0) is None
+    for bad in ((-1, 2.0), (2, 0.0)):
+        with pytest.raises(ConfigError, match="early_step"):
+            step_weights(steps, *bad)
+
+
+def test_analysis_script_finds_the_wrong_batches_and_measures_the_missing_guidance(components):
+    """scripts/analyze_agd.py: colour errors map back to (prompt, seed, index); with identity adapters the adapter
+    prediction is the conditional one, so it misses the whole guidance term (error = ||eps_c - eps_CFG||²)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "analyze_agd.py"
+    spec = importlib.util.spec_from_file_location("analyze_agd", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    hits = [True] * 32
+    hits[3] = hits[17] = hits[20] = False
+    row = {"jobs": [["a red circle", 5000], ["a blue square", 5001]], "row": {"hits": {"color": hits}}}
+    assert script.wrong_batches(row) == {("a red circle", 5000): [3], ("a blue square", 5001): [1, 4]}
+    assert script.errors(row) == 3 and script.scored(row) == 32
+
+    adapters = AGDAdapters.for_unet(components.unet, hidden_dim=16)
+    sampler = AGDSampler(components, adapters, None)
+    try:
+        err, base, timesteps = script.eps_errors(sampler, "a red circle", 3, omega=4.0, steps=3, batch=2)
+    finally:
+        adapters.detach()
+    assert err.shape == base.shape == (3, 2) and len(timesteps) == 3 and (base > 0).all()
+    np_testing = pytest.importorskip("numpy.testing")
+    np_testing.assert_allclose(err, base, rtol=1e-5)

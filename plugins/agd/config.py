@@ -41,5 +41,11 @@ class AGDConfig:
     """Sampling steps of each collected trajectory (the reference uses 999; few steps suffice on the testbed)."""
     scheduler: str = "DDIMScheduler"
     timestep_spacing: str = "trailing"
+    early_steps: int = 0
+    early_step_weight: float = 1.0
+    """Training points are drawn uniformly over trajectories and steps, except that the first ``early_steps`` steps
+    of every trajectory (the highest noise levels) are drawn ``early_step_weight`` times as often as the others.
+    On the testbed the colour of an image is decided in the first 2-3 of 25 steps, where the adapters missed most
+    of the guidance (docs/AGD-COLOUR.md). 0 / 1.0: uniform (the reference's sampling)."""
     sample_guidance_scale: float = 5.0
     """Recommended ω written into the exported zoo.json."""

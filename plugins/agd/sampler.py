@@ -26,7 +26,7 @@ class AGDSampler(TextToImageSampler):
     method = METHOD
     default_steps = 25
     default_guidance_scale = 5.0
-    call_options = TextToImageSampler.call_options | {"disable_adapter"}
+    call_options = TextToImageSampler.call_options | {"disable_adapter", "cfg_steps"}
 
     def __init__(self, components: SDComponents, adapters: AGDAdapters, model: ResolvedModel | None = None,
                  **settings: Any) -> None:
@@ -38,7 +38,8 @@ class AGDSampler(TextToImageSampler):
         scheduler = self.make_scheduler(steps, options)
         latents = latents * scheduler.init_noise_sigma
         use_cfg = bool(options.get("disable_adapter"))
-        if use_cfg and uncond is None:
+        cfg_steps = cfg_step_indices(options.get("cfg_steps"), len(scheduler.timesteps))
+        if (use_cfg or cfg_steps) and uncond is None:
             uncond = self.components.encode_prompt([""] * latents.shape[0])
         self.adapters.set_guidance(float(guidance_scale))
         self.adapters.enabled = not use_cfg
@@ -48,6 +49,9 @@ class AGDSampler(TextToImageSampler):
                     model_input = scheduler.scale_model_input(latents, t)
                     if use_cfg:
                         eps = self.predict_eps(model_input, t, cond, uncond, guidance_scale)
+                    elif index in cfg_steps:  # the teacher's CFG at ω here: the base model, two calls
+                        with self.adapters.disabled():
+                            eps = self.predict_eps(model_input, t, cond, uncond, guidance_scale)
                     else:
                         self.adapters.at_step(index)  # this step's tokens, folded ahead of the loop
                         eps = self.predict_eps(model_input, t, cond, None, 1.0)  # ONE call: adapters supply guidance
@@ -60,8 +64,24 @@ class AGDSampler(TextToImageSampler):
         return latents
 
     def extra_metadata(self, options):
-        return {"scheduler": self.scheduler_choice(options)[0],
-                "adapters": not options.get("disable_adapter", False)}
+        extra = {"scheduler": self.scheduler_choice(options)[0],
+                 "adapters": not options.get("disable_adapter", False)}
+        if options.get("cfg_steps") is not None:
+            extra["cfg_steps"] = list(options["cfg_steps"])
+        return extra
+
+
+def cfg_step_indices(cfg_steps: Any, steps: int) -> frozenset[int]:
+    """The step indices of a ``cfg_steps=(start, stop)`` option (None: none) at which the sampler uses true CFG."""
+    if cfg_steps is None:
+        return frozenset()
+    try:
+        start, stop = (int(v) for v in cfg_steps)
+    except (TypeError, ValueError):
+        raise InputError(f"cfg_steps={cfg_steps!r}: give (start, stop) step indices, e.g. (0, {steps // 3})") from None
+    if not 0 <= start <= stop <= steps:
+        raise InputError(f"cfg_steps={cfg_steps!r} is outside the {steps} steps: use 0 <= start <= stop <= {steps}")
+    return frozenset(range(start, stop))
 
 
 def load_adapters(model: ResolvedModel) -> AGDAdapters:

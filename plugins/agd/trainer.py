@@ -26,6 +26,21 @@ def testbed_prompts(n: int, seed: int) -> list[str]:
     return list(ShapesDataset(seed).batch(n).captions)
 
 
+def step_weights(steps: int, early_steps: int, early_step_weight: float) -> torch.Tensor | None:
+    """Relative probabilities ``[steps]`` of drawing each step of a trajectory: ``early_step_weight`` for the first
+    ``early_steps``, 1 for the others; None when that is uniform."""
+    from zoo.errors import ConfigError
+
+    if early_steps < 0 or early_step_weight <= 0:
+        raise ConfigError(f"early_steps={early_steps}, early_step_weight={early_step_weight}: use early_steps >= 0 "
+                          f"and early_step_weight > 0 (e.g. 5 and 4)")
+    if early_steps == 0 or early_step_weight == 1.0:
+        return None
+    weights = torch.ones(steps, dtype=torch.float64)
+    weights[:early_steps] = early_step_weight
+    return weights
+
+
 class AGDTrainer(Trainer):
     method_name = "agd"
 
@@ -78,8 +93,15 @@ class AGDTrainer(Trainer):
     def batches(self, seed: int) -> Iterator[dict[str, torch.Tensor]]:
         generator = torch.Generator().manual_seed(int(seed))
         size = int(self.config.train.batch_size)
+        weights = step_weights(self.trajectories.num_steps, int(self.config.early_steps),
+                               float(self.config.early_step_weight))
         while True:
-            yield self.trajectories.points(torch.randint(len(self.trajectories), (size,), generator=generator))
+            if weights is None:  # uniform over all points (the reference's sampling)
+                yield self.trajectories.points(torch.randint(len(self.trajectories), (size,), generator=generator))
+                continue
+            traj = torch.randint(self.trajectories.num_trajectories, (size,), generator=generator)
+            step = torch.multinomial(weights, size, replacement=True, generator=generator)
+            yield self.trajectories.points(traj * self.trajectories.num_steps + step)
 
     def loss(self, group: str, step: int, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         device, dtype = self.device, self.components.dtype
