@@ -56,11 +56,11 @@ def train(method: str, run_dir: Path, processes: int, mode: str, *extra: str, re
 
 
 def losses(run_dir: Path) -> dict[int, dict[str, float]]:
-    """Per step, every logged loss-like value (``group/key``, learning rates and timings left out)."""
+    """Per step, every logged loss-like value (``group/key``; learning rates, validation and memory left out)."""
     out = {}
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
-        values = {k: v for k, v in record.items() if "/" in k and not k.startswith(("lr/", "val/"))}
+        values = {k: v for k, v in record.items() if "/" in k and not k.startswith(("lr/", "val/", "memory/"))}
         if values:
             out[record["step"]] = values
     return out
@@ -93,6 +93,22 @@ def test_two_processes_follow_the_one_process_trajectory(runs, method, mode):
     reference = losses(runs[method, "one"])
     assert sorted(reference) == list(range(1, STEPS + 1))
     assert_same_trajectory(losses(runs[method, mode]), reference)
+
+
+def memory_mib(run_dir: Path) -> float:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    reported = [r["memory/train_state_mib"] for r in records if "memory/train_state_mib" in r]
+    assert len(reported) == 1, reported  # measured once, when every optimizer group has stepped
+    return reported[0]
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_fsdp_on_two_processes_holds_half_the_training_state_per_process(runs, method):
+    """Parameters, gradients and optimizer state are sharded: each of 2 processes holds half of what 1 process
+    holds (to within the block boundaries' rounding); ddp keeps a full replica on each."""
+    one = memory_mib(runs[method, "one"])
+    assert memory_mib(runs[method, "fsdp"]) / one == pytest.approx(0.5, abs=0.01)
+    assert memory_mib(runs[method, "ddp"]) / one == pytest.approx(1.0, abs=0.01)
 
 
 @pytest.mark.parametrize("method", list(METHODS))
