@@ -131,19 +131,24 @@ def nasa_patches(diffusion_model):
     return found
 
 
-def nasa_attention(attn2, negative, alpha: float):
+def nasa_attention(attn2, negative, alpha: float, reference=None):
     """The attn2 replacement of NASA for one cross-attention module (SNOOPI Eq. 7-9, as zoo.negative_attention):
-    ``softmax(Q K+) V+ - alpha softmax(Q K-) V-`` with the module's own key/value projections of the negative."""
+    ``softmax(Q K+) V+ - alpha softmax(Q K-) V-`` with the module's own key/value projections of the negative; with a
+    ``reference`` (the empty prompt's embedding) the relative form ``Z+ - alpha (Z- - Z0)``."""
     from comfy.ldm.modules.attention import optimized_attention
+
+    def attend_to(q, embedding, heads):
+        embedding = embedding.to(device=q.device, dtype=q.dtype)
+        if embedding.shape[0] != q.shape[0]:
+            embedding = embedding[:1].expand(q.shape[0], -1, -1)
+        return optimized_attention(q, attn2.to_k(embedding), attn2.to_v(embedding), heads)
 
     def replace(q, k, v, extra_options):
         heads = extra_options["n_heads"]
-        neg = negative.to(device=q.device, dtype=q.dtype)
-        if neg.shape[0] != q.shape[0]:
-            neg = neg[:1].expand(q.shape[0], -1, -1)
-        z_pos = optimized_attention(q, k, v, heads)
-        z_neg = optimized_attention(q, attn2.to_k(neg), attn2.to_v(neg), heads)
-        return z_pos - alpha * z_neg
+        z_neg = attend_to(q, negative, heads)
+        if reference is not None:
+            z_neg = z_neg - attend_to(q, reference, heads)
+        return optimized_attention(q, k, v, heads) - alpha * z_neg
 
     return replace
 
@@ -157,8 +162,15 @@ class DistillZooNASA:
             "model": ("MODEL",),
             "negative": ("CONDITIONING", {"tooltip": "what to steer away from (CLIP Text Encode of the negative "
                                                      "prompt)"}),
-            "alpha": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 2.0, "step": 0.05,
+            "alpha": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 4.0, "step": 0.05,
                                 "tooltip": "NASA strength; 0 = off"}),
+        }, "optional": {
+            "empty": ("CONDITIONING", {"tooltip": "CLIP Text Encode of the empty prompt: when connected, the relative "
+                                                  "form Z+ - alpha (Z- - Z0), which subtracts only what the negative "
+                                                  "prompt adds (distill-zoo models are calibrated for it)"}),
+            "layers": (["all", "up"], {"default": "all",
+                                       "tooltip": "where NASA acts: every cross-attention, or only the up (output) "
+                                                  "blocks', which keeps the layout of one-step models"}),
         }}
 
     RETURN_TYPES = ("MODEL",)
@@ -168,13 +180,17 @@ class DistillZooNASA:
     DESCRIPTION = ("Negative prompts for one- and few-step models at no extra UNet call (SNOOPI's NASA): in every "
                    "cross-attention the negative text's attention is subtracted.")
 
-    def patch(self, model, negative, alpha):
+    def patch(self, model, negative, alpha, empty=None, layers="all"):
         patched = model.clone()
         if float(alpha) == 0.0:
             return (patched,)
         embedding = negative[0][0]
+        reference = empty[0][0] if empty else None
         for (block_name, number, index), attn2 in nasa_patches(patched.model.diffusion_model).items():
-            patched.set_model_attn2_replace(nasa_attention(attn2, embedding, float(alpha)), block_name, number, index)
+            if layers == "up" and block_name != "output":
+                continue
+            patched.set_model_attn2_replace(nasa_attention(attn2, embedding, float(alpha), reference), block_name,
+                                            number, index)
         return (patched,)
 
 

@@ -10,14 +10,17 @@ zoo.json; ``-`` when it has none) and at each ``--alpha``, and scored by the tes
 - ``removed``: 1 - share / share with NASA off (goal: >= 0.80 at the model's default);
 - ``d_shape``: shape accuracy minus its value with NASA off, in points (goal: >= -2).
 
-``--calibrate`` sweeps ``--alpha`` on the validation noise (never the benchmark's) and prints, per model, the smallest
-strength that meets both goals (or, when none does, the one that removes most within the shape goal): the value to
-write as ``sampler.nasa_alpha`` in the model's zoo.json.
+``--calibrate`` sweeps ``--alpha`` (in the form ``--nasa-mode`` and the layers ``--nasa-layers``) on the validation
+noise (never the benchmark's) and prints, per model, the smallest strength that meets both goals (or, when none does,
+the one that removes most within the shape goal). ``--write`` stores it, with the form and layers, as
+``sampler.nasa_alpha`` / ``nasa_mode`` / ``nasa_layers`` in the zoo.json of the method's default model (for a
+model run at several step counts, the largest strength its step counts need).
 
 Usage::
 
     python scripts/bench_nasa.py --json runs/bench_nasa.json                 # the table, benchmark noise
     python scripts/bench_nasa.py --calibrate --alpha 0.3 0.5 0.8 1.2 1.6 2.0 --images 32
+    python scripts/bench_nasa.py --calibrate --write --models phased_dmd --nasa-mode relative --alpha 1 1.25 --images 64
     python scripts/bench_nasa.py --models snoopi hyper_sd@4 --images 64
 """
 
@@ -54,8 +57,10 @@ def pairs() -> list[tuple[str, str, str, str]]:
 class Cell:
     """Images of one model at one NASA setting over all pairs, scored."""
 
-    def __init__(self, sampler, evaluator, images: int, base_seed: int, steps: int | None) -> None:
+    def __init__(self, sampler, evaluator, images: int, base_seed: int, steps: int | None,
+                 mode: str | None = None, layers: str | None = None) -> None:
         self.sampler, self.evaluator, self.images, self.base_seed, self.steps = sampler, evaluator, images, base_seed, steps
+        self.mode, self.layers = mode, layers
 
     def measure(self, alpha: float | None, use_default: bool = False) -> dict:
         import numpy as np
@@ -67,6 +72,10 @@ class Cell:
                 options["negative_prompt"] = negative
                 if alpha is not None:
                     options["nasa_alpha"] = alpha
+                if self.mode is not None:
+                    options["nasa_mode"] = self.mode
+                if self.layers is not None:
+                    options["nasa_layers"] = self.layers
             images = []
             for batch in range((self.images + 15) // 16):
                 size = min(16, self.images - 16 * batch)
@@ -82,24 +91,29 @@ class Cell:
                 "share_by_pair": negated}
 
 
-def run_model(label: str, images: int, alphas: list[float], base_seed: int, evaluator) -> dict:
+def run_model(label: str, images: int, alphas: list[float], base_seed: int, evaluator,
+              mode: str | None = None, layers: str | None = None) -> dict:
     from zoo.loading import load_sampler
 
     name, steps = parse_model(label)
     spec, sampler = load_sampler(name, device="cpu")
-    default = sampler.settings.get("nasa_alpha") if hasattr(sampler, "settings") else None
-    default = getattr(sampler, "default_nasa_alpha", default)
-    cell = Cell(sampler, evaluator, images, base_seed, steps)
-    off = cell.measure(None)
+    settings = getattr(sampler, "settings", {})
+    default = getattr(sampler, "default_nasa_alpha", settings.get("nasa_alpha"))
+    default_mode = settings.get("nasa_mode") or "paper"
+    default_layers = settings.get("nasa_layers") or "all"
+    off = Cell(sampler, evaluator, images, base_seed, steps).measure(None)
     rows = {"off": off}
     if default is not None:
-        rows["default"] = {**cell.measure(None, use_default=True), "alpha": float(default)}
+        rows["default"] = {**Cell(sampler, evaluator, images, base_seed, steps).measure(None, use_default=True),
+                           "alpha": float(default), "mode": default_mode, "layers": default_layers}
+    sweep = Cell(sampler, evaluator, images, base_seed, steps, mode or default_mode, layers or default_layers)
     for alpha in alphas:
-        rows[f"alpha {alpha:g}"] = {**cell.measure(alpha), "alpha": alpha}
+        rows[f"alpha {alpha:g}"] = {**sweep.measure(alpha), "alpha": alpha, "mode": sweep.mode, "layers": sweep.layers}
     for row in rows.values():
         row["removed"] = 1 - row["share"] / off["share"] if off["share"] else None
         row["d_shape"] = row["shape_acc"] - off["shape_acc"]
-    return {"model": label, "default_alpha": default, "rows": rows}
+    return {"model": label, "default_alpha": default, "default_mode": default_mode, "default_layers": default_layers,
+            "rows": rows}
 
 
 def meets(row: dict) -> bool:
@@ -119,6 +133,37 @@ def recommend(result: dict) -> tuple[float | None, str]:
     return None, "no strength keeps shape accuracy within 2 points"
 
 
+def setting(row: dict) -> str:
+    """``a=1.5 relative up``: a row's NASA strength, form and layers (the defaults, paper and all, left out)."""
+    extra = [v for v in (row.get("mode"), row.get("layers")) if v not in (None, "paper", "all")]
+    return " ".join([f"a={row['alpha']:g}", *extra])
+
+
+def write_calibration(results: list[dict]) -> list[str]:
+    """Store each method's recommended NASA setting in its default model's zoo.json; returns what was written."""
+    from zoo.loading import load_sampler
+
+    chosen: dict[str, dict] = {}
+    for result in results:
+        name, _ = parse_model(result["model"])
+        rows = [r for r in result["rows"].values() if r.get("alpha") == result["recommended"] and "mode" in r]
+        if result["recommended"] is None or not rows:
+            continue
+        row = rows[0]
+        previous = chosen.get(name)
+        if previous is None or row["alpha"] > previous["nasa_alpha"]:
+            chosen[name] = {"nasa_alpha": row["alpha"], "nasa_mode": row["mode"], "nasa_layers": row["layers"]}
+    written = []
+    for name, setting in chosen.items():
+        _, sampler = load_sampler(name, device="cpu")
+        path = Path(sampler.model.path) / "zoo.json"
+        manifest = json.loads(path.read_text())
+        manifest.setdefault("sampler", {}).update(setting)
+        path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        written.append(f"{path}: {setting}")
+    return written
+
+
 def format_table(results: list[dict], columns: list[str]) -> str:
     head = ["model", *columns]
     lines = [head]
@@ -131,7 +176,7 @@ def format_table(results: list[dict], columns: list[str]) -> str:
                 continue
             removed = "" if column == "off" or row["removed"] is None else f" ({row['removed']:.0%}"
             shape = "" if column == "off" else f", shape {100 * row['d_shape']:+.1f}"
-            alpha = f" a={row['alpha']:g}" if column == "default" else ""
+            alpha = f" {setting(row)}" if column == "default" else ""
             cells.append(f"{row['share']:.3f}{removed}{shape}{')' if removed else ''}{alpha}")
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
@@ -146,6 +191,12 @@ def main(argv=None) -> int:
     parser.add_argument("--alpha", type=float, nargs="*", default=[0.5, 1.0])
     parser.add_argument("--images", type=int, default=192, help="images per shape x colour pair")
     parser.add_argument("--calibrate", action="store_true", help="sweep on validation noise and recommend")
+    parser.add_argument("--nasa-mode", choices=["paper", "relative"],
+                        help="the NASA form of the --alpha sweep (default: each model's sampler.nasa_mode, else paper)")
+    parser.add_argument("--nasa-layers", choices=["all", "up"],
+                        help="where NASA acts in the --alpha sweep (default: each model's sampler.nasa_layers, else all)")
+    parser.add_argument("--write", action="store_true",
+                        help="with --calibrate: store the recommendation in each default model's zoo.json")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args(argv)
@@ -159,7 +210,8 @@ def main(argv=None) -> int:
     seed = VALIDATION_SEED if args.calibrate else BENCH_SEED
     results = []
     for label in args.models:
-        results.append(run_model(label, args.images, list(args.alpha), seed, evaluator))
+        results.append(run_model(label, args.images, list(args.alpha), seed, evaluator, args.nasa_mode,
+                                 args.nasa_layers))
         print(format_table(results[-1:], list(results[-1]["rows"])).splitlines()[-1], file=sys.stderr, flush=True)
 
     columns = ["off", "default", *[f"alpha {a:g}" for a in args.alpha]]
@@ -172,6 +224,9 @@ def main(argv=None) -> int:
             alpha, why = recommend(result)
             result["recommended"] = alpha
             print(f"  {result['model']}: {alpha if alpha is not None else '-'} ({why})")
+        if args.write:
+            for line in write_calibration(results):
+                print(f"wrote {line}")
     else:
         misses = [r["model"] for r in results if "default" not in r["rows"] or not meets(r["rows"]["default"])]
         print(f"\nat the default strength, goal met by {len(results) - len(misses)} of {len(results)} models"

@@ -27,6 +27,9 @@ CASES = {
     "swiftbrush": ("swiftbrush", "one-step x0 at t=999 (SwiftBrush, SNOOPI)", 1, {}, {}),
     "snoopi_nasa": ("snoopi", "one-step x0 at t=999 (SwiftBrush, SNOOPI)", 1,
                     {"negative_prompt": "red", "nasa_alpha": 0.5}, {"nasa": 0.5}),
+    "snoopi_nasa_relative_up": ("snoopi", "one-step x0 at t=999 (SwiftBrush, SNOOPI)", 1,
+                                {"negative_prompt": "red", "nasa_alpha": 2.0, "nasa_mode": "relative",
+                                 "nasa_layers": "up"}, {"nasa": 2.0, "relative": True, "layers": "up"}),
     "phased_dmd": ("phased_dmd", "re-noise (DMD2, Phased DMD)", 4, {}, {}),
     "hyper_sd_tcd": ("hyper_sd_tcd", "tcd (Hyper-SD unified LoRA)", 4, {"eta": 0.3}, {"gamma": 0.3}),
     "hyper_sd_ddim": ("hyper_sd_ddim", "ddim trailing (Hyper-SD N-step, AGD, LoRA-distill)", 2, {}, {}),
@@ -64,7 +67,9 @@ for name, case in CASES.items():
     with torch.inference_mode():
         model = pack["DistillZooApplyModel"]().apply(patcher, choice, 1.0, case.get("guidance", -1.0))[0]
         if "nasa" in case:
-            model = pack["DistillZooNASA"]().patch(model, [[tensors["negative"], {}]], case["nasa"])[0]
+            empty = [[tensors["empty"], {}]] if case.get("relative") else None
+            model = pack["DistillZooNASA"]().patch(model, [[tensors["negative"], {}]], case["nasa"], empty,
+                                                   case.get("layers", "all"))[0]
         sampler, sigmas = pack["DistillZooFewStepSchedule"]().build(model, case["schedule"], case["steps"],
                                                                     case.get("gamma", 0.3))
     latent = {"samples": torch.zeros(len(PROMPTS), 4, 8, 8)}
@@ -91,6 +96,7 @@ def native_run(tmp_path_factory):
         expected[name] = sampler(PROMPTS, steps=steps, seed=SEED, **options).latents
         tensors.setdefault("cond", sampler.components.encode_prompt(PROMPTS).contiguous())
         tensors.setdefault("negative", sampler.components.encode_prompt(["red"]).contiguous())
+        tensors.setdefault("empty", sampler.components.encode_prompt([""]).contiguous())
     save_file(tensors, str(root / "tensors.safetensors"))
     cases = {name: {"folder": folder, "schedule": schedule, "steps": steps, **native}
              for name, (folder, schedule, steps, _, native) in CASES.items()}

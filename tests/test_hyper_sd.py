@@ -546,7 +546,8 @@ def test_cli_bad_preset_and_bad_lora_are_one_line_errors(tiny_dir, tmp_path):
     assert "a LoRA is chosen when the sampler is built" in ignored.output and ignored.output.count("\n") == 1
     typo = CliRunner().invoke(main, ["run", "--model", str(tiny_dir), "hyper-sd", "--set", "etta=0.3", "-p", "x",
                                      "-o", str(tmp_path / "d.png")])
-    assert "Unknown option 'etta' for hyper_sd: the options it accepts are eta, nasa_alpha, timesteps" in typo.output
+    assert ("Unknown option 'etta' for hyper_sd: the options it accepts are eta, nasa_alpha, nasa_layers, nasa_mode, "
+            "timesteps") in typo.output
 
 
 def test_the_committed_testbed_student_ships_its_n_step_loras():

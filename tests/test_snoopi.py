@@ -77,6 +77,50 @@ def test_output_is_affine_in_alpha_with_the_paper_slope():
 
 
 @torch.no_grad()
+def test_the_relative_form_subtracts_only_what_the_negative_adds_to_the_empty_prompt():
+    """nasa_mode="relative": Z = Z+ - alpha (Z- - Z0). An empty negative changes nothing at any strength, and the
+    result is the paper's form plus alpha times the empty prompt's attention."""
+    import torch.nn.functional as F
+
+    layer = _attention_layer()
+    hidden, pos, neg = _inputs()
+    empty = torch.randn(1, 7, 16, generator=torch.Generator().manual_seed(9))
+    plain = NASAAttnProcessor("sdpa", negative=neg, alpha=0.0)(layer, hidden, pos)
+    same = NASAAttnProcessor("sdpa", negative=empty.expand(2, -1, -1), alpha=1.7, reference=empty)(layer, hidden, pos)
+    assert torch.allclose(same, plain, atol=1e-5)
+    paper = NASAAttnProcessor("sdpa", negative=neg, alpha=0.8)(layer, hidden, pos)
+    relative = NASAAttnProcessor("sdpa", negative=neg, alpha=0.8, reference=empty)(layer, hidden, pos)
+    proc = ZooAttnProcessor()
+    _, q, _ = proc.prepare(layer, hidden)
+    z_empty = F.scaled_dot_product_attention(q, *proc.project_kv(layer, empty.expand(2, -1, -1)))
+    z_empty = z_empty.transpose(1, 2).reshape(2, 10, 16)
+    assert torch.allclose(relative - paper, 0.8 * (z_empty @ layer.to_out[0].weight.T), atol=1e-5)
+
+
+def test_a_model_calibrated_for_the_relative_form_samples_with_it(tiny_sd):
+    """zoo.json's ``sampler.nasa_mode`` travels with its strength; an explicit ``nasa_mode`` wins; a wrong one is one
+    line naming the choices."""
+    from zoo.errors import InputError
+    from zoo.t2i import DDIMSampler
+
+    calibrated = DDIMSampler.from_model(tiny_sd, nasa_alpha=1.0, nasa_mode="relative")
+    common = dict(negative_prompt="blue", steps=1, guidance_scale=0.0, seed=3, output_type="pt")
+    default = calibrated("a red circle", **common)
+    relative = calibrated("a red circle", nasa_mode="relative", **common)
+    paper = calibrated("a red circle", nasa_mode="paper", **common)
+    assert default.metadata["nasa_mode"] == "relative" and torch.equal(default.images, relative.images)
+    assert not torch.equal(paper.images, relative.images)
+    assert DDIMSampler.from_model(tiny_sd)("a red circle", nasa_alpha=1.0, **common).metadata["nasa_mode"] == "paper"
+    with pytest.raises(InputError, match="nasa_mode='twice' is not a NASA form; use one of paper, relative"):
+        calibrated("a red circle", nasa_mode="twice", **common)
+    with pytest.raises(InputError, match="nasa_layers='down' is not a choice of layers; use one of all, up"):
+        calibrated("a red circle", nasa_layers="down", **common)
+    up = calibrated("a red circle", nasa_layers="up", **common)
+    assert up.metadata["nasa_layers"] == "up" and default.metadata["nasa_layers"] == "all"
+    assert not torch.equal(up.images, default.images)
+
+
+@torch.no_grad()
 def test_only_cross_attention_is_swapped_and_restored():
     unet = tiny_unet()
     before = dict(unet.attn_processors)
@@ -98,6 +142,19 @@ def test_only_cross_attention_is_swapped_and_restored():
     with negative_attention(unet, neg, 0.7):
         steered = unet(x, 500, encoder_hidden_states=cond).sample
     assert not torch.allclose(steered, plain, atol=1e-3)
+
+
+@torch.no_grad()
+def test_nasa_in_the_up_blocks_only_leaves_the_down_and_middle_blocks_plain():
+    unet = tiny_unet()
+    before = dict(unet.attn_processors)
+    up = sorted(n for n in before if n.endswith("attn2.processor") and n.startswith("up_blocks."))
+    assert 0 < len(up) < len([n for n in before if n.endswith("attn2.processor")])
+    cond, neg = embeddings(2)
+    with negative_attention(unet, neg, 0.7, layers="up") as installed:
+        assert sorted(installed) == up
+        assert all(unet.attn_processors[n] is before[n] for n in before if n not in up)
+    assert all(unet.attn_processors[n] is before[n] for n in before)
 
 
 def test_nasa_keeps_the_chosen_kernel(monkeypatch):

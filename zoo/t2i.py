@@ -23,7 +23,8 @@ import torch
 from zoo.diffusion.guidance import cfg, uses_cfg
 from zoo.errors import FileMissingError, InputError, WeightsError
 from zoo.limits import plan_text_to_image
-from zoo.negative_attention import NASA_OPTION, nasa_for_call  # NASA: negatives via attention, no CFG
+from zoo.negative_attention import (  # NASA: negatives via attention, no CFG
+    NASA_LAYERS_OPTION, NASA_MODE_OPTION, NASA_OPTION, NASA_OPTIONS, nasa_for_call)
 from zoo.sampling import ProgressCallback, SampleResult, check_seed, require_finite
 from zoo.spec import ResolvedModel
 
@@ -219,12 +220,13 @@ class TextToImageSampler:
         method: method name written into the metadata.
         default_steps / min_steps / max_steps: step count default and allowed range.
         default_guidance_scale: CFG scale used when the caller passes none (diffusers convention, ``<= 1`` = off).
-        call_options: the keyword options a call accepts besides the common ones (steps, seed, ...); any other name
+        call_options: the keyword options a call accepts besides the common ones (steps, seed, ..., and NASA's
+            ``nasa_alpha`` / ``nasa_mode`` / ``nasa_layers``, which every sampler accepts); any other name
             is refused with one line listing these, so a misspelt option cannot be silently ignored.
     """
 
     method: str = BASE_METHOD
-    call_options: frozenset[str] = frozenset({"scheduler", "timestep_spacing", NASA_OPTION})
+    call_options: frozenset[str] = frozenset({"scheduler", "timestep_spacing"})
     default_steps: int = 25
     min_steps: int = 1
     max_steps: int = 1000
@@ -335,6 +337,11 @@ class TextToImageSampler:
                 and self.settings.get(NASA_OPTION) is not None):
             # without CFG a negative prompt acts through NASA, at the model's calibrated strength (zoo.json)
             options = {**options, NASA_OPTION: self.settings[NASA_OPTION]}
+        if options.get(NASA_OPTION) is not None:
+            # the form and layers the model's strength was calibrated for (zoo.json), else the paper's: all layers
+            for key, default in ((NASA_MODE_OPTION, "paper"), (NASA_LAYERS_OPTION, "all")):
+                if options.get(key) is None:
+                    options = {**options, key: self.settings.get(key) or default}
         negatives = None
         if negative_prompt is not None:
             negatives = [negative_prompt] * batch_size if isinstance(negative_prompt, str) else list(negative_prompt)
@@ -369,7 +376,8 @@ class TextToImageSampler:
 
             counter = NFECounter(c.unet, count)
             try:
-                with nasa_for_call(c.unet, c.encode_prompt, part_negatives, options.get(NASA_OPTION)):
+                with nasa_for_call(c.unet, c.encode_prompt, part_negatives, options.get(NASA_OPTION),
+                                   options.get(NASA_MODE_OPTION), options.get(NASA_LAYERS_OPTION)):
                     final = self.denoise(start, cond, uncond, steps, guidance_scale, generator, part_progress,
                                          negative_prompt=part_negatives, **options)
             finally:
@@ -387,9 +395,10 @@ class TextToImageSampler:
         return SampleResult(images=images, nfe=nfe, metadata=metadata, latents=latents)
 
     def check_options(self, options: dict[str, Any]) -> None:
-        unknown = sorted(set(options) - self.call_options)
+        accepted_options = self.call_options | NASA_OPTIONS  # NASA runs in this shared call for every sampler
+        unknown = sorted(set(options) - accepted_options)
         if unknown:
-            accepted = ", ".join(sorted(self.call_options)) or "none"
+            accepted = ", ".join(sorted(accepted_options))
             raise InputError(f"Unknown option {unknown[0]!r} for {self.method}: the options it accepts are {accepted}")
 
     def extra_metadata(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -407,7 +416,7 @@ class DDIMSampler(TextToImageSampler):
     method = BASE_METHOD
     default_steps = 25
     default_guidance_scale = 5.0
-    call_options = frozenset({"timestep_spacing", NASA_OPTION})  # the scheduler is always DDIM
+    call_options = frozenset({"timestep_spacing"})  # the scheduler is always DDIM
 
     def denoise(self, latents, cond, uncond, steps, guidance_scale, generator, progress, **options):
         scheduler = self.make_scheduler(steps, {**options, "scheduler": "DDIMScheduler"})

@@ -23,7 +23,6 @@ import torch
 
 from zoo.diffusion.lora_io import add_lora_adapter, fuse_lora, load_lora, read_state_dict
 from zoo.errors import InputError, WeightsError
-from zoo.negative_attention import NASA_OPTION
 from zoo.spec import ResolvedModel
 from zoo.t2i import SDComponents, TextToImageSampler
 
@@ -45,7 +44,7 @@ class HyperSDSampler(TextToImageSampler):
     method = METHOD
     default_steps = 4
     default_guidance_scale = 0.0
-    call_options = frozenset({"eta", "timesteps", NASA_OPTION})  # the scheduler comes from the recipe
+    call_options = frozenset({"eta", "timesteps"})  # the scheduler comes from the recipe
 
     def __init__(self, components: SDComponents, model: ResolvedModel | None = None, preset: str | None = None,
                  **settings: Any) -> None:

@@ -17,7 +17,6 @@ import torch
 from zoo.diffusion import schedule
 from zoo.diffusion.student_folder import base_components, base_unet_config, load_unet
 from zoo.errors import FileMissingError, InputError
-from zoo.negative_attention import NASA_OPTION
 from zoo.t2i import TextToImageSampler, resolve_default
 
 from .experts import ExpertRouter, check_boundaries
@@ -29,7 +28,7 @@ class PhasedDMDSampler(TextToImageSampler):
     min_steps = 1
     max_steps = 50
     default_guidance_scale = 0.0
-    call_options = frozenset({"stochastic", NASA_OPTION})  # trailing timesteps fixed by the phases
+    call_options = frozenset({"stochastic"})  # trailing timesteps fixed by the phases
 
     def __init__(self, components, model=None, **settings):
         super().__init__(components, model, **settings)

@@ -13,7 +13,6 @@ import torch
 
 from zoo.diffusion.schedule import x0_from_eps
 from zoo.diffusion.student_folder import load_student_components
-from zoo.negative_attention import NASA_OPTION
 from zoo.t2i import TextToImageSampler, resolve_default
 
 
@@ -24,7 +23,7 @@ class OneStepSampler(TextToImageSampler):
     min_steps = 1
     max_steps = 1
     default_guidance_scale = 0.0
-    call_options = frozenset({NASA_OPTION})  # no scheduler: one call at a fixed timestep
+    call_options = frozenset()  # no scheduler: one call at a fixed timestep
 
     def __init__(self, components, model=None, **settings):
         super().__init__(components, model, **settings)
