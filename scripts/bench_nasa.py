@@ -8,7 +8,8 @@ zoo.json; ``-`` when it has none) and at each ``--alpha``, and scored by the tes
 
 - ``share``: the share of images whose dominant colour is the negated one (pooled over the 12 pairs);
 - ``removed``: 1 - share / share with NASA off (goal: >= 0.80 at the model's default);
-- ``d_shape``: shape accuracy minus its value with NASA off, in points (goal: >= -2).
+- ``d_shape``: shape accuracy minus its value with NASA off, in points (goal: >= -2), with the exact McNemar p of the
+  change image by image (``p=``; the same noise with NASA off and on).
 
 ``--calibrate`` sweeps ``--alpha`` (in the form ``--nasa-mode`` and the layers ``--nasa-layers``) on the validation
 noise (never the benchmark's) and prints, per model, the smallest strength that meets both goals (or, when none does,
@@ -65,7 +66,7 @@ class Cell:
     def measure(self, alpha: float | None, use_default: bool = False) -> dict:
         import numpy as np
 
-        negated, shapes, nfe = [], [], set()
+        negated, shapes, hits, nfe = [], [], [], set()
         for index, (prompt, negative, shape, colour) in enumerate(pairs()):
             options = {} if self.steps is None else {"steps": self.steps}
             if alpha is not None or use_default:
@@ -87,8 +88,9 @@ class Cell:
             report = self.evaluator.evaluate(images, prompt)
             negated.append(float(np.mean([a["color"] == colour for a in analysis])))
             shapes.append(report.shape_acc)
+            hits += report.shape_hits
         return {"share": float(np.mean(negated)), "shape_acc": float(np.mean(shapes)), "nfe": max(nfe),
-                "share_by_pair": negated}
+                "share_by_pair": negated, "shape_hits": hits}
 
 
 def run_model(label: str, images: int, alphas: list[float], base_seed: int, evaluator,
@@ -109,9 +111,15 @@ def run_model(label: str, images: int, alphas: list[float], base_seed: int, eval
     sweep = Cell(sampler, evaluator, images, base_seed, steps, mode or default_mode, layers or default_layers)
     for alpha in alphas:
         rows[f"alpha {alpha:g}"] = {**sweep.measure(alpha), "alpha": alpha, "mode": sweep.mode, "layers": sweep.layers}
+    from zoo.testbed.evaluator import paired_counts
+
     for row in rows.values():
         row["removed"] = 1 - row["share"] / off["share"] if off["share"] else None
         row["d_shape"] = row["shape_acc"] - off["shape_acc"]
+        # the shape change image by image (same noise with NASA off and on): exact McNemar p
+        row["shape_p"] = paired_counts(row["shape_hits"], off["shape_hits"])[2]
+    for row in rows.values():
+        del row["shape_hits"]
     return {"model": label, "default_alpha": default, "default_mode": default_mode, "default_layers": default_layers,
             "rows": rows}
 
@@ -175,7 +183,7 @@ def format_table(results: list[dict], columns: list[str]) -> str:
                 cells.append("-")
                 continue
             removed = "" if column == "off" or row["removed"] is None else f" ({row['removed']:.0%}"
-            shape = "" if column == "off" else f", shape {100 * row['d_shape']:+.1f}"
+            shape = "" if column == "off" else f", shape {100 * row['d_shape']:+.1f} p={row['shape_p']:.2f}"
             alpha = f" {setting(row)}" if column == "default" else ""
             cells.append(f"{row['share']:.3f}{removed}{shape}{')' if removed else ''}{alpha}")
         lines.append(cells)

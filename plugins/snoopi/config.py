@@ -41,4 +41,5 @@ class SnoopiConfig(OneStepVSDConfig):
     """NASA-T alpha ~ U(nasa_alpha_min, nasa_alpha_max) per sample. Tab. 6: U(0, 1)."""
     nasa_alpha_max: float = 1.0
     nasa_alpha: float = 0.5
-    """Recommended NASA strength written into the exported zoo.json (testbed choice; paper: 0.1-0.3 for SD)."""
+    """NASA strength first written into the exported zoo.json (paper form; paper: 0.1-0.3 for SD). Calibrate the trained
+    model with ``scripts/bench_nasa.py --calibrate --write``, which replaces it with the measured setting."""
