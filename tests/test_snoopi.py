@@ -282,3 +282,27 @@ def test_nasa_t_training_runs_with_negative_prompts(tiny_sd, tmp_path):
 
     manifest = json.loads((result.export_dir / "zoo.json").read_text())
     assert manifest["method"] == "snoopi" and manifest["sampler"]["nasa_alpha"] == 0.5
+
+
+def test_pg_sb_with_dmd_regression_and_a_student_init_keeps_its_random_kappa(tiny_sd, tmp_path):
+    """The shared one-step options (student_init, init_merge, regression_weight) leave PG-SB's VSD term as it is:
+    the loss is the same VSD loss (same kappa draws, same noise) plus the regression term."""
+    from zoo_plugins.snoopi.trainer import SnoopiTrainer
+
+    losses = []
+    for extra in ({}, {"regression_weight": 0.5, "regression_pairs": 4, "regression_steps": 2,
+                       "student_init": str(tiny_sd), "init_merge": 0.5}):
+        trainer = SnoopiTrainer(_config(tiny_sd, tmp_path, **extra))
+        torch.manual_seed(0)
+        trainer.build()
+        with torch.no_grad():  # same non-zero LoRA in both, so the VSD gradient is not trivially zero
+            g = torch.Generator().manual_seed(5)
+            for p in trainer.scores.fake_parameters():
+                p.copy_(0.05 * torch.randn(p.shape, generator=g))
+        torch.manual_seed(1)
+        out = trainer.loss("student", 0, {"prompts": ["a red circle", "a blue square"]})
+        losses.append((out, trainer.last_kappa.clone()))
+    (plain, kappa_plain), (extended, kappa_extended) = losses
+    assert torch.equal(kappa_plain, kappa_extended) and len(set(kappa_plain.tolist())) == 2
+    assert "regression" not in plain and extended["regression"].item() > 0
+    assert extended["loss"].item() == pytest.approx(plain["loss"].item() + extended["regression"].item(), rel=1e-5)

@@ -158,3 +158,113 @@ def test_cli_reports_a_student_for_another_base_in_one_line(tiny_sd, tmp_path):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines[-1].startswith("Error: ") and "cross_attention_dim=48" in lines[-1]
     assert "Traceback" not in result.output
+
+
+def _perturbed_student(tmp_path, base, seed=1):
+    """A student folder whose UNet is the base's plus seeded noise (stands in for another few-step model)."""
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(str(base / "unet"))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=generator))
+    folder = tmp_path / "init"
+    unet.save_pretrained(str(folder / "unet"))
+    (folder / "zoo.json").write_text(json.dumps({"method": "swiftbrush", "task": "text-to-image",
+                                                 "base_model": str(base), "sampler": {"steps": 1}}))
+    return folder, {k: v.clone() for k, v in unet.state_dict().items()}
+
+
+def test_student_init_starts_from_another_model_and_the_teacher_stays_the_teacher(tiny_sd, tmp_path):
+    from diffusers import UNet2DConditionModel
+    from zoo.errors import ConfigError
+    from zoo_plugins.swiftbrush.trainer import SwiftBrushTrainer
+
+    folder, init = _perturbed_student(tmp_path, tiny_sd)
+    default = SwiftBrushTrainer(_config(tiny_sd, tmp_path))
+    default.build()
+    trainer = SwiftBrushTrainer(_config(tiny_sd, tmp_path, student_init=str(folder)))
+    trainer.build()
+    teacher = UNet2DConditionModel.from_pretrained(str(tiny_sd / "unet")).state_dict()
+    for name, value in trainer.student.state_dict().items():
+        assert torch.equal(value, init[name])                                # the student starts at the init ...
+        assert torch.equal(default.student.state_dict()[name], teacher[name])  # ... the default at the teacher
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    cond = default.encoder(["a red circle", "a circle"])
+    t = torch.tensor([500, 900])
+    with torch.no_grad():  # the teacher (and the fresh LoRA teacher) is the teacher, whatever the student's start
+        assert torch.equal(trainer.scores.teacher_eps(x, t, cond), default.scores.teacher_eps(x, t, cond))
+        assert torch.equal(trainer.scores.fake_eps(x, t, cond), default.scores.teacher_eps(x, t, cond))
+    other = build_tiny_sd(tmp_path / "other", cross_attention_dim=48)
+    bad = tmp_path / "bad"
+    shutil.copytree(other / "unet", bad / "unet")
+    (bad / "zoo.json").write_text(json.dumps({"method": "swiftbrush", "task": "text-to-image",
+                                              "base_model": str(other), "sampler": {}}))
+    with pytest.raises(ConfigError, match="teacher's layout"):
+        SwiftBrushTrainer(_config(tiny_sd, tmp_path, student_init=str(bad))).build()
+    with pytest.raises(ConfigError, match="init_merge=1.5"):
+        SwiftBrushTrainer(_config(tiny_sd, tmp_path, init_merge=1.5)).build()
+
+
+def test_init_merge_exports_the_weighted_average_with_the_init(tiny_sd, tmp_path):
+    from diffusers import UNet2DConditionModel
+    from zoo.train import train
+    from zoo_plugins.swiftbrush.trainer import SwiftBrushTrainer
+
+    folder, init = _perturbed_student(tmp_path, tiny_sd)
+    trainer = SwiftBrushTrainer(_config(tiny_sd, tmp_path, student_init=str(folder), init_merge=0.25,
+                                        **{"optim.student.lr": 1e-2}))
+    trainer.method_name = "swiftbrush"
+    result = train(trainer, output_dir=tmp_path / "run")
+    trained = {k: v.detach().clone() for k, v in trainer.student.state_dict().items()}
+    exported = UNet2DConditionModel.from_pretrained(str(result.export_dir / "unet")).state_dict()
+    moved = max((trained[k] - init[k]).abs().max().item() for k in init)
+    assert moved > 1e-3  # training moved the student, so the merge is not trivially the init
+    for name in init:
+        expected = (0.25 * trained[name] + 0.75 * init[name]).half().float()
+        assert torch.allclose(exported[name].float(), expected, atol=1e-3), name
+    # the merge is applied only around validation/export: the training weights are back in place
+    assert all(torch.equal(trainer.student.state_dict()[k], trained[k]) for k in trained)
+
+
+def test_regression_pairs_are_the_teachers_ddim_solve_and_the_loss_adds_dmds_regression(tiny_sd, tmp_path):
+    from zoo.diffusion import schedule
+    from zoo.diffusion.teacher_solve import teacher_ddim_solve
+    from zoo_plugins.swiftbrush.trainer import SwiftBrushTrainer
+
+    torch.manual_seed(0)
+    plain = SwiftBrushTrainer(_config(tiny_sd, tmp_path))
+    plain.build()
+    state_plain = torch.get_rng_state()
+    assert plain.regression_data is None
+    torch.manual_seed(0)
+    trainer = SwiftBrushTrainer(_config(tiny_sd, tmp_path, regression_weight=0.5, regression_pairs=6,
+                                        regression_steps=3, regression_guidance_scale=2.0, regression_batch_size=4))
+    trainer.build()
+    assert torch.equal(torch.get_rng_state(), state_plain)  # the pairs have their own noise: training RNG untouched
+    data = trainer.regression_data
+    assert data["noise"].shape == (6, 4, 8, 8) and data["x0"].shape == (6, 4, 8, 8)
+    unet = trainer.components.unet
+    with torch.no_grad(), trainer.scores.teacher_mode():
+        expected = teacher_ddim_solve(lambda x, t, c: unet(x, t, encoder_hidden_states=c).sample, data["noise"][:2],
+                                      999, schedule.CLEAN, data["cond"][:2], trainer.encoder.null(2), 2.0,
+                                      trainer.alphas_cumprod, substeps=3)
+    assert torch.allclose(data["x0"][:2], expected, atol=1e-5)
+    # step 0: the fresh LoRA teacher makes VSD's gradient zero, so the student's gradient is the regression's alone
+    torch.manual_seed(1)
+    out = trainer.loss("student", 0, {"prompts": ["a red circle", "a blue square"]})
+    assert out["loss"].item() == pytest.approx(out["regression"].item(), rel=1e-6) and out["regression"].item() > 0
+    out["loss"].backward()
+    grads = [p.grad.clone() for p in trainer.student.parameters()]
+    trainer.student.zero_grad(set_to_none=True)
+    manual = trainer.regression_loss(0)
+    generator = torch.Generator().manual_seed(0 * 1_000_003 + 0)
+    index = torch.randint(0, 6, (4,), generator=generator)
+    with torch.no_grad():
+        eps = trainer.student(data["noise"][index], torch.full((4,), 999),
+                              encoder_hidden_states=data["cond"][index]).sample
+        x0 = schedule.x0_from_eps(data["noise"][index], eps, 999, trainer.alphas_cumprod)
+    assert manual.item() == pytest.approx(0.5 * float(((x0 - data["x0"][index]) ** 2).mean()), rel=1e-5)
+    manual.backward()
+    assert all(torch.allclose(g, p.grad, atol=1e-7) for g, p in zip(grads, trainer.student.parameters()))

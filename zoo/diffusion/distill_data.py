@@ -102,7 +102,7 @@ def save_unet(unet: torch.nn.Module, folder: Path, dtype: torch.dtype = torch.fl
 
 def testbed_validation(generate, components, encoder, per_prompt: int = 8, seed: int = 0,
                        evaluator=None) -> dict[str, float]:
-    """Colour / shape accuracy and Fréchet distance of ``generate(cond) -> latents`` on the testbed's 12 colour-shape
+    """Colour / shape accuracy, diversity and Fréchet distance of ``generate(cond) -> latents`` on the 12 colour-shape
     prompts (``per_prompt`` images each), scored by :class:`zoo.testbed.evaluator.Evaluator`. Uses the global torch
     RNG seeded with ``seed`` (the runtime saves and restores it around validation)."""
     from zoo.testbed.evaluator import Evaluator
@@ -118,4 +118,5 @@ def testbed_validation(generate, components, encoder, per_prompt: int = 8, seed:
             images.append(pixels)
             prompts += [prompt] * per_prompt
     report = evaluator.evaluate(np.concatenate(images), prompts)
-    return {"color_acc": float(report.color_acc), "shape_acc": float(report.shape_acc), "fd": float(report.fd)}
+    return {"color_acc": float(report.color_acc), "shape_acc": float(report.shape_acc), "fd": float(report.fd),
+            "diversity": float(report.diversity)}

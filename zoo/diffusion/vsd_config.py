@@ -37,4 +37,24 @@ class OneStepVSDConfig:
     """Probability of the empty prompt in the LoRA-teacher loss (so the LoRA teacher supports CFG)."""
     generator_timestep: int = 999
     """Timestep the one-step generator is told (T - 1)."""
+    student_init: str = ""
+    """Where the student starts. ``""``: a copy of the teacher (SwiftBrush v1). Otherwise a model reference whose
+    own sampler's UNet becomes the student's start, e.g. a few-step model (SwiftBrush v2 starts from SD-Turbo, arXiv
+    2408.14176 §4.1; on the testbed ``plugins/hyper_sd/testbed``: its LoRA fused into the teacher) or a student
+    folder. Must have the teacher's UNet layout."""
+    init_merge: float = 1.0
+    """Weight merging with the start (SwiftBrush v2 §4.4, ``theta = lam theta_VSD + (1 - lam) theta_init``): the
+    weight ``lam`` of the trained (EMA) student in what validation samples and export writes. 1.0: the trained student
+    alone. Training itself never sees the merge."""
+    regression_weight: float = 0.0
+    """DMD's regression loss (DMD = VSD + regression; Yin et al., arXiv 2311.18828, Eq. 9): ``regression_weight *
+    mse(f_theta(z), x0_teacher(z))`` on a fixed set of teacher ODE pairs, added to the student loss. 0: off (VSD
+    alone)."""
+    regression_pairs: int = 1024
+    """Number of (noise, prompt, teacher output) pairs, made once at build time by the teacher's deterministic DDIM
+    from t = T - 1 (``regression_steps`` steps, CFG ``regression_guidance_scale``), from their own seeded noise."""
+    regression_steps: int = 25
+    regression_guidance_scale: float = 3.0
+    regression_batch_size: int = 0
+    """Pairs per student update (0: ``train.batch_size``); drawn with their own seeded generator per step."""
     validate_prompts: list[str] = field(default_factory=lambda: ["a red circle", "a blue square"])
