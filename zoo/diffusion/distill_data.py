@@ -102,8 +102,8 @@ def save_unet(unet: torch.nn.Module, folder: Path, dtype: torch.dtype = torch.fl
 
 def testbed_validation(generate, components, encoder, per_prompt: int = 8, seed: int = 0,
                        evaluator=None) -> dict[str, float]:
-    """Colour / shape accuracy, diversity and Fréchet distance of ``generate(cond) -> latents`` on the 12 colour-shape
-    prompts (``per_prompt`` images each), scored by :class:`zoo.testbed.evaluator.Evaluator`. Uses the global torch
+    """Colour / shape accuracy, diversity (with ``per_prompt >= 2``) and Fréchet distance of ``generate(cond) ->
+    latents`` on the 12 colour-shape prompts (``per_prompt`` images each), scored by :class:`zoo.testbed.evaluator.Evaluator`. Uses the global torch
     RNG seeded with ``seed`` (the runtime saves and restores it around validation)."""
     from zoo.testbed.evaluator import Evaluator
     from zoo.testbed.prompts import FULL_PROMPTS
@@ -118,5 +118,7 @@ def testbed_validation(generate, components, encoder, per_prompt: int = 8, seed:
             images.append(pixels)
             prompts += [prompt] * per_prompt
     report = evaluator.evaluate(np.concatenate(images), prompts)
-    return {"color_acc": float(report.color_acc), "shape_acc": float(report.shape_acc), "fd": float(report.fd),
-            "diversity": float(report.diversity)}
+    metrics = {"color_acc": float(report.color_acc), "shape_acc": float(report.shape_acc), "fd": float(report.fd)}
+    if report.diversity is not None:  # needs at least 2 images of a prompt (per_prompt >= 2)
+        metrics["diversity"] = float(report.diversity)
+    return metrics
