@@ -241,6 +241,18 @@ def test_kappa_is_per_sample_in_range_and_shared_by_both_teachers(tiny_sd, tmp_p
     assert torch.isfinite(out["loss"])
 
 
+def _build_with_seeded_lora(trainer) -> None:
+    """Build ``trainer`` with the same non-zero LoRA teacher every time (so the VSD gradient is not trivially zero),
+    then seed the RNG the student loss draws from."""
+    torch.manual_seed(0)
+    trainer.build()
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(5)
+        for p in trainer.scores.fake_parameters():
+            p.copy_(0.05 * torch.randn(p.shape, generator=g))
+    torch.manual_seed(1)
+
+
 def test_fixed_kappa_equals_swiftbrush_bit_for_bit(tiny_sd, tmp_path):
     from zoo.config import load_config
     from zoo_plugins.snoopi.trainer import SnoopiTrainer
@@ -254,13 +266,7 @@ def test_fixed_kappa_equals_swiftbrush_bit_for_bit(tiny_sd, tmp_path):
         else:
             trainer = SwiftBrushTrainer(load_config(SwiftBrushConfig, overrides=[
                 f"teacher={tiny_sd}", "lora_rank=4", "lora_alpha=4", "guidance_scale=4.5"]))
-        torch.manual_seed(0)
-        trainer.build()
-        with torch.no_grad():  # same non-zero LoRA in both, so the VSD gradient is not trivially zero
-            g = torch.Generator().manual_seed(5)
-            for p in trainer.scores.fake_parameters():
-                p.copy_(0.05 * torch.randn(p.shape, generator=g))
-        torch.manual_seed(1)
+        _build_with_seeded_lora(trainer)
         losses.append(trainer.loss("student", 0, {"prompts": ["a red circle", "a blue square"]})["loss"])
     assert losses[0].item() > 0
     assert torch.equal(losses[0], losses[1])
@@ -293,13 +299,7 @@ def test_pg_sb_with_dmd_regression_and_a_student_init_keeps_its_random_kappa(tin
     for extra in ({}, {"regression_weight": 0.5, "regression_pairs": 4, "regression_steps": 2,
                        "student_init": str(tiny_sd), "init_merge": 0.5}):
         trainer = SnoopiTrainer(_config(tiny_sd, tmp_path, **extra))
-        torch.manual_seed(0)
-        trainer.build()
-        with torch.no_grad():  # same non-zero LoRA in both, so the VSD gradient is not trivially zero
-            g = torch.Generator().manual_seed(5)
-            for p in trainer.scores.fake_parameters():
-                p.copy_(0.05 * torch.randn(p.shape, generator=g))
-        torch.manual_seed(1)
+        _build_with_seeded_lora(trainer)
         out = trainer.loss("student", 0, {"prompts": ["a red circle", "a blue square"]})
         losses.append((out, trainer.last_kappa.clone()))
     (plain, kappa_plain), (extended, kappa_extended) = losses
